@@ -1,0 +1,69 @@
+# flaskops.stack developer entry points. See README.md.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV        ?= $(CURDIR)/.venv
+CACHE       := $(CURDIR)/.cache
+export PATH := $(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# The extra CA bundle handed to the hosts (scripts/testbed.sh ca).
+export FLASKOPS_EXTRA_CA_FILE = $(shell scripts/testbed.sh ca)
+# Scenarios `make test` runs, fastest first. `make molecule SCENARIOS=base` runs one.
+SCENARIOS   ?= base nginx
+SUITES      ?= bookworm trixie
+
+.PHONY: help venv collection-link engine images up down test lint yamllint ansible-lint \
+        sanity sample-app-test collection-test molecule changelog clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+venv: ## create .venv with the pinned controller tooling
+	@scripts/venv.sh
+
+collection-link: ## make this checkout resolvable as the flaskops.stack collection
+	@mkdir -p $(CACHE)/collections/ansible_collections/flaskops
+	@ln -sfn $(CURDIR) $(CACHE)/collections/ansible_collections/flaskops/stack
+
+engine: ## make sure a Docker engine answers (installs/starts one if needed)
+	@scripts/testbed.sh engine
+
+images: ## build or reuse the Debian base images of the test bed
+	@scripts/testbed.sh image $(SUITES)
+
+up: venv collection-link ## bring the whole stack up on a local container host, print its URL
+	@scripts/testbed.sh image bookworm >/dev/null
+	@scripts/local-host.sh up
+
+down: venv ## remove the local container host
+	@scripts/local-host.sh down
+
+test: venv collection-link lint sample-app-test collection-test sanity images molecule ## everything the project checks
+	@echo "make test: all checks passed"
+
+lint: yamllint ansible-lint ## yamllint and ansible-lint (production profile)
+
+yamllint: venv
+	yamllint --strict .
+
+ansible-lint: venv collection-link
+	ansible-lint --offline --profile production
+
+sanity: venv ## ansible-test sanity from an ansible_collections/flaskops/stack copy
+	@scripts/sanity.sh
+
+sample-app-test: venv ## the sample app's pytest suite against a real PostgreSQL
+	@scripts/test-sample-app.sh
+
+collection-test: venv ## build the collection tarball and install it into a temporary path
+	@scripts/test-collection.sh
+
+molecule: venv collection-link images ## every Molecule scenario in SCENARIOS
+	@for s in $(SCENARIOS); do echo "== molecule test -s $$s"; molecule test -s $$s; done
+
+changelog: venv ## release the changelog fragments into CHANGELOG.rst
+	antsibull-changelog release
+
+clean: ## remove the venv and caches (base images stay in Docker)
+	rm -rf $(VENV) $(CACHE)

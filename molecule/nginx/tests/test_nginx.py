@@ -1,0 +1,72 @@
+"""Role `nginx`, seen through real HTTP requests on the converged host."""
+
+import pytest
+from flaskops_testinfra import http
+
+BASE = "http://127.0.0.1"
+
+
+def test_service_enabled_and_running(host):
+    svc = host.service("nginx")
+    assert svc.is_enabled
+    assert svc.is_running
+
+
+def test_workers_run_as_www_data(host):
+    masters = host.process.filter(comm="nginx", user="root")
+    workers = host.process.filter(comm="nginx", user="www-data")
+    assert len(masters) == 1
+    assert len(workers) >= 1
+
+
+def test_configuration_is_valid(host):
+    assert host.run("nginx -t").rc == 0
+
+
+def test_listens_on_http(host):
+    assert host.socket("tcp://0.0.0.0:80").is_listening
+
+
+def test_server_header_hides_version(host):
+    _, headers, _ = http(host, BASE + "/static/robots.txt")
+    assert headers["server"] == "nginx"
+
+
+def test_default_site_is_gone_and_app_path_reaches_uwsgi_upstream(host):
+    # Nothing listens on the uWSGI socket in this scenario: the app path must
+    # answer from our upstream with the role's error page, never Debian's
+    # "Welcome to nginx" default site.
+    status, _, body = http(host, BASE + "/")
+    assert status == 502
+    assert "not reachable" in body
+    assert "Welcome to nginx" not in body
+    assert not host.file("/etc/nginx/sites-enabled/default").exists
+    log = host.file("/var/log/nginx/flaskapp.error.log").content_string
+    assert "/run/uwsgi/flaskapp.sock" in log
+
+
+def test_static_file_with_cache_headers(host):
+    status, headers, body = http(host, BASE + "/static/css/app.css")
+    assert status == 200
+    assert "text/css" in headers["content-type"]
+    assert "public, immutable" in headers["cache-control"]
+    assert "expires" in headers
+    assert "flaskops.stack sample app" in body
+
+
+def test_static_text_is_gzipped(host):
+    status, headers, _ = http(host, BASE + "/static/css/app.css", "-H", "Accept-Encoding: gzip", "-o", "/dev/null")
+    assert status == 200
+    assert headers.get("content-encoding") == "gzip"
+
+
+@pytest.mark.parametrize("path, content_type", [("/favicon.ico", "image/"), ("/robots.txt", "text/plain")])
+def test_favicon_and_robots_from_static(host, path, content_type):
+    status, headers, _ = http(host, BASE + path, "-o", "/dev/null")
+    assert status == 200
+    assert headers["content-type"].startswith(content_type)
+
+
+def test_static_missing_file_is_404(host):
+    status, _, _ = http(host, BASE + "/static/nope.css", "-o", "/dev/null")
+    assert status == 404

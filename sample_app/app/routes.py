@@ -1,0 +1,74 @@
+"""HTTP routes of the sample app."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
+from sqlalchemy import select, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from .models import Note, db
+
+bp = Blueprint("main", __name__)
+
+
+def _validated_body(raw: object) -> str | None:
+    if not isinstance(raw, str):
+        return None
+    body = raw.strip()
+    if not body or len(body) > current_app.config["NOTE_MAX_LENGTH"]:
+        return None
+    return body
+
+
+def _recent_notes(limit: int = 50) -> list[Note]:
+    return list(db.session.scalars(select(Note).order_by(Note.id.desc()).limit(limit)))
+
+
+@bp.get("/")
+def index():
+    return render_template("index.html", notes=_recent_notes())
+
+
+@bp.post("/notes")
+def create_note_form():
+    body = _validated_body(request.form.get("body"))
+    if body is None:
+        return render_template("index.html", notes=_recent_notes(), error="A note needs 1 to 500 characters."), 400
+    db.session.add(Note(body=body))
+    db.session.commit()
+    return redirect(url_for("main.index"), code=303)
+
+
+@bp.get("/api/notes")
+def list_notes():
+    return jsonify(notes=[note.to_dict() for note in _recent_notes()])
+
+
+@bp.post("/api/notes")
+def create_note():
+    payload = request.get_json(silent=True) or {}
+    body = _validated_body(payload.get("body"))
+    if body is None:
+        return jsonify(error="'body' must be a string of 1 to 500 characters"), 400
+    note = Note(body=body)
+    db.session.add(note)
+    db.session.commit()
+    return jsonify(note.to_dict()), 201
+
+
+@bp.get("/api/client")
+def client_info():
+    """What the app sees of the client, after the proxy headers are applied."""
+    return jsonify(remote_addr=request.remote_addr, scheme=request.scheme, host=request.host)
+
+
+@bp.get("/health")
+def health():
+    try:
+        db.session.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        current_app.logger.warning("health check: database unreachable: %s", reason)
+        return jsonify(status="unavailable", database="down", detail=reason), 503
+    return jsonify(status="ok", database="up")

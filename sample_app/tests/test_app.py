@@ -1,0 +1,99 @@
+"""Behaviour of the sample app against a real PostgreSQL server."""
+
+from app import create_app
+from app.models import Note, db
+
+
+def test_health_reports_database_up(client):
+    resp = client.get("/health")
+    assert resp.status_code == 200
+    assert resp.get_json() == {"status": "ok", "database": "up"}
+
+
+def test_health_is_503_when_database_is_unreachable(closed_port):
+    url = f"postgresql://nobody:nothing@127.0.0.1:{closed_port}/none"
+    app = create_app({"TESTING": True}, environ={"SECRET_KEY": "s", "DATABASE_URL": url})
+    resp = app.test_client().get("/health")
+    assert resp.status_code == 503
+    body = resp.get_json()
+    assert body["status"] == "unavailable" and body["database"] == "down"
+    assert "nothing" not in body["detail"], "the password must never appear in the health output"
+
+
+def test_api_creates_and_lists_notes(client, app):
+    resp = client.post("/api/notes", json={"body": "  first note  "})
+    assert resp.status_code == 201
+    created = resp.get_json()
+    assert created["body"] == "first note"
+    client.post("/api/notes", json={"body": "second note"})
+
+    listed = client.get("/api/notes").get_json()["notes"]
+    assert [n["body"] for n in listed] == ["second note", "first note"]
+    with app.app_context():
+        assert db.session.get(Note, created["id"]).body == "first note"
+
+
+def test_api_rejects_invalid_notes(client):
+    for payload in ({}, {"body": ""}, {"body": "   "}, {"body": 42}, {"body": "x" * 501}):
+        resp = client.post("/api/notes", json=payload)
+        assert resp.status_code == 400, payload
+    assert client.get("/api/notes").get_json()["notes"] == []
+
+
+def test_html_form_round_trip(client):
+    resp = client.post("/notes", data={"body": "<b>from the form</b>"})
+    assert resp.status_code == 303
+    page = client.get("/")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "&lt;b&gt;from the form&lt;/b&gt;" in html, "note bodies are escaped"
+    assert "/static/css/app.css" in html
+
+
+def test_html_form_rejects_empty_note(client):
+    resp = client.post("/notes", data={"body": ""})
+    assert resp.status_code == 400
+    assert "1 to 500 characters" in resp.get_data(as_text=True)
+
+
+def test_proxy_headers_from_one_trusted_hop(client):
+    resp = client.get("/api/client", headers={
+        "X-Forwarded-For": "198.51.100.7",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "notes.example.org",
+    }, environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    assert resp.get_json() == {"remote_addr": "198.51.100.7", "scheme": "https", "host": "notes.example.org"}
+
+
+def test_spoofed_forwarded_for_is_not_trusted(client):
+    # The client sent its own X-Forwarded-For; nginx appended the real address.
+    # With one trusted hop, only the address nginx added counts.
+    resp = client.get("/api/client", headers={"X-Forwarded-For": "10.6.6.6, 203.0.113.9"},
+                      environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    assert resp.get_json()["remote_addr"] == "203.0.113.9"
+
+
+def test_no_trusted_proxy_ignores_forwarded_headers(database_url):
+    app = create_app({"TESTING": True}, environ={"SECRET_KEY": "s", "DATABASE_URL": database_url,
+                                                  "TRUSTED_PROXIES": "0"})
+    resp = app.test_client().get("/api/client", headers={"X-Forwarded-For": "198.51.100.7",
+                                                         "X-Forwarded-Proto": "https"},
+                                 environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    assert resp.get_json()["remote_addr"] == "127.0.0.1"
+    assert resp.get_json()["scheme"] == "http"
+
+
+def test_static_files_exist_and_are_served(client):
+    for path, kind in (("/static/css/app.css", "text/css"), ("/static/js/app.js", "javascript"),
+                       ("/static/robots.txt", "text/plain"), ("/static/favicon.ico", "icon")):
+        resp = client.get(path)
+        assert resp.status_code == 200, path
+        assert kind in resp.content_type, (path, resp.content_type)
+
+
+def test_init_db_command_is_idempotent(app):
+    runner = app.test_cli_runner()
+    for _ in range(2):
+        result = runner.invoke(args=["init-db"])
+        assert result.exit_code == 0, result.output
+        assert "up to date" in result.output

@@ -1,0 +1,5 @@
+"""WSGI entry point: uWSGI loads `wsgi:application`."""
+
+from app import create_app
+
+application = create_app()

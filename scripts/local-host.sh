@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The `make up` / `make down` host: one systemd container from the test bed's
+# bookworm image, ports published on 127.0.0.1, provisioned by site.yml.
+#
+#   scripts/local-host.sh up     create/start the container, run site.yml, print the URL
+#   scripts/local-host.sh down   remove the container
+#
+# FLASKOPS_HTTP_PORT (default 8080) and FLASKOPS_HTTPS_PORT (default 8443)
+# choose the published ports.
+set -euo pipefail
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+NAME=flaskops-local
+HTTP_PORT=${FLASKOPS_HTTP_PORT:-8080}
+HTTPS_PORT=${FLASKOPS_HTTPS_PORT:-8443}
+IMAGE=flaskops/debian:bookworm
+
+log() { printf '[local-host] %s\n' "$*" >&2; }
+
+# The flags that let systemd run as PID 1 here (docs/testbed.md).
+SYSTEMD_FLAGS=(--cap-add SYS_ADMIN --cap-add NET_ADMIN
+  --security-opt seccomp=unconfined --security-opt apparmor=unconfined
+  --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw
+  --tmpfs /run --tmpfs /run/lock --tmpfs /tmp --stop-signal SIGRTMIN+3)
+
+up() {
+  "$REPO_ROOT/scripts/testbed.sh" engine
+  if ! docker container inspect "$NAME" >/dev/null 2>&1; then
+    log "creating $NAME from $IMAGE"
+    docker run -d --name "$NAME" --hostname "$NAME" "${SYSTEMD_FLAGS[@]}" \
+      -p "127.0.0.1:$HTTP_PORT:80" -p "127.0.0.1:$HTTPS_PORT:443" "$IMAGE" >/dev/null
+  elif [ "$(docker container inspect -f '{{.State.Running}}' "$NAME")" != true ]; then
+    docker start "$NAME" >/dev/null
+  fi
+  local state="" i
+  for i in $(seq 1 60); do
+    state=$(docker exec "$NAME" systemctl is-system-running 2>/dev/null || true)
+    case "$state" in running|degraded) break ;; esac
+    sleep 1
+  done
+  case "$state" in running|degraded) ;; *) log "systemd in $NAME did not come up (state: ${state:-none})"; exit 1 ;; esac
+
+  (cd "$REPO_ROOT" && ansible-playbook -i inventories/local playbooks/site.yml)
+
+  local url="http://127.0.0.1:$HTTP_PORT/" code
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$url" || true)
+  [ -n "$code" ] && [ "$code" != 000 ] || { log "nothing answers at $url"; exit 1; }
+  log "$NAME answers at $url (HTTP $code)"
+  echo "$url"
+}
+
+down() {
+  if docker info >/dev/null 2>&1 && docker container inspect "$NAME" >/dev/null 2>&1; then
+    docker rm -f "$NAME" >/dev/null
+    log "removed $NAME"
+  else
+    log "$NAME does not exist"
+  fi
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  *) echo "usage: $0 up|down" >&2; exit 2 ;;
+esac
