@@ -13,7 +13,7 @@ export FLASKOPS_EXTRA_CA_FILE = $(shell scripts/testbed.sh ca)
 SCENARIOS   ?= base nginx
 SUITES      ?= bookworm trixie
 
-.PHONY: help venv collection-link engine images up down test lint yamllint ansible-lint \
+.PHONY: changelog-lint help venv collection-link engine images up down test lint yamllint ansible-lint \
         sanity sample-app-test collection-test molecule changelog clean
 
 help: ## list the targets
@@ -42,7 +42,7 @@ down: venv ## remove the local container host
 test: venv collection-link lint sample-app-test collection-test sanity images molecule ## everything the project checks
 	@echo "make test: all checks passed"
 
-lint: yamllint ansible-lint ## yamllint and ansible-lint (production profile)
+lint: yamllint ansible-lint changelog-lint ## yamllint and ansible-lint (production profile)
 
 yamllint: venv
 	yamllint --strict .
@@ -67,3 +67,6 @@ changelog: venv ## release the changelog fragments into CHANGELOG.rst
 
 clean: ## remove the venv and caches (base images stay in Docker)
 	rm -rf $(VENV) $(CACHE)
+
+changelog-lint: venv ## check the changelog fragments
+	antsibull-changelog lint

@@ -7,6 +7,10 @@ VENV=${FLASKOPS_VENV:-$REPO_ROOT/.venv}
 export PATH="$VENV/bin:$PATH"
 work=$(mktemp -d "${TMPDIR:-/tmp}/flaskops-collection.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+# Only the temporary path counts: no ansible.cfg, no user or system collections
+# (Molecule leaves a copy of this collection in ~/.ansible/collections).
+printf '[defaults]\n' >"$work/ansible.cfg"
+export ANSIBLE_CONFIG="$work/ansible.cfg" ANSIBLE_COLLECTIONS_PATH="$work/collections"
 
 version=$(python -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['version'])" "$REPO_ROOT/galaxy.yml")
 ansible-galaxy collection build "$REPO_ROOT" --output-path "$work/dist" >/dev/null
@@ -28,15 +32,13 @@ done
 ansible-galaxy collection install "$tarball" -p "$work/collections" --no-deps >/dev/null
 installed="$work/collections/ansible_collections/flaskops/stack"
 [ -f "$installed/MANIFEST.json" ] || { echo "FAIL: install left no MANIFEST.json" >&2; exit 1; }
-ANSIBLE_COLLECTIONS_PATH="$work/collections" ansible-galaxy collection list flaskops.stack -p "$work/collections" \
+ansible-galaxy collection list flaskops.stack \
   | grep -q "flaskops.stack *$version" || { echo "FAIL: ansible-galaxy does not list flaskops.stack $version" >&2; exit 1; }
 
 # Ansible resolves the installed role by its FQCN and reads its argument spec.
-ANSIBLE_COLLECTIONS_PATH="$work/collections" ANSIBLE_CONFIG=/dev/null \
-  ansible-doc -t role flaskops.stack.base | grep -q base_ca_certificates_files \
+ansible-doc -t role flaskops.stack.base | grep -q base_ca_certificates_files \
   || { echo "FAIL: ansible-doc cannot read flaskops.stack.base from the installed collection" >&2; exit 1; }
 # The installed collection's playbook parses (syntax check, no hosts touched).
-(cd "$work" && ANSIBLE_COLLECTIONS_PATH="$work/collections" ANSIBLE_CONFIG=/dev/null \
-  ansible-playbook --syntax-check -i localhost, flaskops.stack.site >/dev/null) \
+(cd "$work" && ansible-playbook --syntax-check -i localhost, flaskops.stack.site >/dev/null) \
   || { echo "FAIL: flaskops.stack.site does not parse from the installed collection" >&2; exit 1; }
 echo "collection-test: built $(basename "$tarball") ($(du -h "$tarball" | cut -f1)), installed and resolved"

@@ -29,25 +29,46 @@ def unit_property(host, unit: str, prop: str) -> str:
     return host.check_output("systemctl show --property=%s --value %s", prop, unit).strip()
 
 
-def http(host, url: str, *curl_args: str) -> tuple[int, dict[str, str], str]:
-    """Make an HTTP request from inside the host with curl.
+# Runs inside the host with its own python3 (a fresh host has no curl).
+# argv: method url headers-json body-or-empty tls-verify(0/1); prints one JSON.
+_HTTP_CLIENT = r"""
+import http.client, json, ssl, sys, urllib.parse
+method, url, headers, body, verify = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4], sys.argv[5] == "1"
+u = urllib.parse.urlsplit(url)
+if u.scheme == "https":
+    ctx = ssl.create_default_context() if verify else ssl._create_unverified_context()
+    conn = http.client.HTTPSConnection(u.hostname, u.port or 443, timeout=15, context=ctx)
+else:
+    conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=15)
+conn.request(method, (u.path or "/") + ("?" + u.query if u.query else ""), body=body.encode() or None, headers=headers)
+r = conn.getresponse()
+data = r.read()
+print(json.dumps({"status": r.status, "headers": [[k.lower(), v] for k, v in r.getheaders()],
+                  "body": data.decode("utf-8", "replace"), "length": len(data)}))
+"""
 
-    Returns (status, headers with lower-case names, body). Traffic stays
-    inside the host (its loopback) or the project's own containers.
+
+class Response:
+    """What a request made from inside the host got back."""
+
+    def __init__(self, raw: dict) -> None:
+        self.status: int = raw["status"]
+        self.header_list: list[tuple[str, str]] = [tuple(h) for h in raw["headers"]]
+        self.headers: dict[str, str] = {}
+        for name, value in self.header_list:
+            self.headers[name] = f"{self.headers[name]}, {value}" if name in self.headers else value
+        self.body: str = raw["body"]
+        self.length: int = raw["length"]
+
+
+def http(host, url: str, method: str = "GET", headers: dict[str, str] | None = None, body: str = "",
+         verify_tls: bool = False) -> Response:
+    """Make an HTTP(S) request from inside the host (no redirects followed).
+
+    Traffic stays inside the host (its loopback) or the project's own containers.
     """
-    marker = "__FLASKOPS_STATUS__"
-    cmd = ["curl", "-sS", "-D", "-", "-o", "/dev/stdout", "-w", f"\n{marker}%{{http_code}}", *curl_args, url]
-    out = host.check_output(" ".join(_quote(a) for a in cmd))
-    head_body, _, status = out.rpartition(marker)
-    raw_headers, _, body = head_body.partition("\r\n\r\n")
-    headers = {}
-    for line in raw_headers.split("\r\n")[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return int(status), headers, body.rstrip("\n")
+    import json
 
-
-def _quote(arg: str) -> str:
-    import shlex
-
-    return shlex.quote(arg)
+    out = host.check_output("python3 -c %s %s %s %s %s %s", _HTTP_CLIENT, method, url,
+                            json.dumps(headers or {}), body, "1" if verify_tls else "0")
+    return Response(json.loads(out))

@@ -74,11 +74,10 @@ def test_spoofed_forwarded_for_is_not_trusted(client):
 
 
 def test_no_trusted_proxy_ignores_forwarded_headers(database_url):
-    app = create_app({"TESTING": True}, environ={"SECRET_KEY": "s", "DATABASE_URL": database_url,
-                                                  "TRUSTED_PROXIES": "0"})
-    resp = app.test_client().get("/api/client", headers={"X-Forwarded-For": "198.51.100.7",
-                                                         "X-Forwarded-Proto": "https"},
-                                 environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    environ = {"SECRET_KEY": "s", "DATABASE_URL": database_url, "TRUSTED_PROXIES": "0"}
+    app = create_app({"TESTING": True}, environ=environ)
+    forwarded = {"X-Forwarded-For": "198.51.100.7", "X-Forwarded-Proto": "https"}
+    resp = app.test_client().get("/api/client", headers=forwarded, environ_base={"REMOTE_ADDR": "127.0.0.1"})
     assert resp.get_json()["remote_addr"] == "127.0.0.1"
     assert resp.get_json()["scheme"] == "http"
 
@@ -93,7 +92,7 @@ def test_static_files_exist_and_are_served(client):
 
 def test_init_db_command_is_idempotent(app):
     runner = app.test_cli_runner()
-    for _ in range(2):
+    for _attempt in range(2):
         result = runner.invoke(args=["init-db"])
         assert result.exit_code == 0, result.output
         assert "up to date" in result.output

@@ -28,45 +28,43 @@ def test_listens_on_http(host):
 
 
 def test_server_header_hides_version(host):
-    _, headers, _ = http(host, BASE + "/static/robots.txt")
-    assert headers["server"] == "nginx"
+    assert http(host, BASE + "/static/robots.txt").headers["server"] == "nginx"
 
 
 def test_default_site_is_gone_and_app_path_reaches_uwsgi_upstream(host):
     # Nothing listens on the uWSGI socket in this scenario: the app path must
     # answer from our upstream with the role's error page, never Debian's
     # "Welcome to nginx" default site.
-    status, _, body = http(host, BASE + "/")
-    assert status == 502
-    assert "not reachable" in body
-    assert "Welcome to nginx" not in body
+    resp = http(host, BASE + "/")
+    assert resp.status == 502
+    assert "not reachable" in resp.body
+    assert "Welcome to nginx" not in resp.body
     assert not host.file("/etc/nginx/sites-enabled/default").exists
     log = host.file("/var/log/nginx/flaskapp.error.log").content_string
     assert "/run/uwsgi/flaskapp.sock" in log
 
 
 def test_static_file_with_cache_headers(host):
-    status, headers, body = http(host, BASE + "/static/css/app.css")
-    assert status == 200
-    assert "text/css" in headers["content-type"]
-    assert "public, immutable" in headers["cache-control"]
-    assert "expires" in headers
-    assert "flaskops.stack sample app" in body
+    resp = http(host, BASE + "/static/css/app.css")
+    assert resp.status == 200
+    assert "text/css" in resp.headers["content-type"]
+    assert "public, immutable" in resp.headers["cache-control"]
+    assert "expires" in resp.headers
+    assert "flaskops.stack sample app" in resp.body
 
 
 def test_static_text_is_gzipped(host):
-    status, headers, _ = http(host, BASE + "/static/css/app.css", "-H", "Accept-Encoding: gzip", "-o", "/dev/null")
-    assert status == 200
-    assert headers.get("content-encoding") == "gzip"
+    resp = http(host, BASE + "/static/css/app.css", headers={"Accept-Encoding": "gzip"})
+    assert resp.status == 200
+    assert resp.headers.get("content-encoding") == "gzip"
 
 
 @pytest.mark.parametrize("path, content_type", [("/favicon.ico", "image/"), ("/robots.txt", "text/plain")])
 def test_favicon_and_robots_from_static(host, path, content_type):
-    status, headers, _ = http(host, BASE + path, "-o", "/dev/null")
-    assert status == 200
-    assert headers["content-type"].startswith(content_type)
+    resp = http(host, BASE + path)
+    assert resp.status == 200
+    assert resp.headers["content-type"].startswith(content_type)
 
 
 def test_static_missing_file_is_404(host):
-    status, _, _ = http(host, BASE + "/static/nope.css", "-o", "/dev/null")
-    assert status == 404
+    assert http(host, BASE + "/static/nope.css").status == 404

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# ansible-test sanity on a copy of the collection at the path ansible-test
+# needs (.../ansible_collections/flaskops/stack). --venv: no container images
+# can be pulled here, so each test gets its own virtualenv instead.
+set -euo pipefail
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${FLASKOPS_VENV:-$REPO_ROOT/.venv}
+export PATH="$VENV/bin:$PATH"
+work="$REPO_ROOT/.cache/sanity/ansible_collections/flaskops/stack"
+py=$("$VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+
+"$VENV/bin/python" "$REPO_ROOT/scripts/ansible-test-pip-bootstrap.py" >&2
+rm -rf "$work" && mkdir -p "$work"
+# Exactly the files git would ship: tracked ones plus new, non-ignored ones.
+(cd "$REPO_ROOT" && git ls-files -z --cached --others --exclude-standard \
+  | xargs -0 -I{} sh -c 'test -e "{}" && printf "%s\0" "{}"' \
+  | tar --null -T - -cf -) | tar -C "$work" -xf -
+cd "$work"
+# ansible-test finds the collection's files through git.
+git init -q && git add -A
+exec ansible-test sanity --venv --python "$py" --color no "$@"
