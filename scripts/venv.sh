@@ -7,8 +7,9 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${FLASKOPS_VENV:-$REPO_ROOT/.venv}
 PYTHON=${PYTHON:-python3}
 REQS=("$REPO_ROOT/requirements/controller.txt" "$REPO_ROOT/sample_app/requirements.txt" "$REPO_ROOT/sample_app/requirements-test.txt")
+CONSTRAINTS="$REPO_ROOT/requirements/constraints.txt"
 stamp="$VENV/.requirements.sha256"
-want=$(cat "${REQS[@]}" | sha256sum | cut -d' ' -f1)
+want=$(cat "${REQS[@]}" "$CONSTRAINTS" | sha256sum | cut -d' ' -f1)
 
 if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
   exit 0
@@ -18,7 +19,7 @@ if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
 fi
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-args=()
+args=(-c "$CONSTRAINTS")
 for r in "${REQS[@]}"; do args+=(-r "$r"); done
 n=1
 until "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${args[@]}"; do
