@@ -31,8 +31,8 @@ up() {
   elif [ "$(docker container inspect -f '{{.State.Running}}' "$NAME")" != true ]; then
     docker start "$NAME" >/dev/null
   fi
-  local state="" i
-  for i in $(seq 1 60); do
+  local state=""
+  for _ in $(seq 1 60); do
     state=$(docker exec "$NAME" systemctl is-system-running 2>/dev/null || true)
     case "$state" in running|degraded) break ;; esac
     sleep 1
@@ -43,7 +43,7 @@ up() {
 
   local url="http://127.0.0.1:$HTTP_PORT/" code
   code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$url" || true)
-  [ -n "$code" ] && [ "$code" != 000 ] || { log "nothing answers at $url"; exit 1; }
+  if [ -z "$code" ] || [ "$code" = 000 ]; then log "nothing answers at $url"; exit 1; fi
   log "$NAME answers at $url (HTTP $code)"
   echo "$url"
 }

@@ -76,8 +76,7 @@ cmd_engine() {
     log "starting dockerd (log: $DOCKERD_LOG)"
     as_root sh -c "nohup setsid dockerd >'$DOCKERD_LOG' 2>&1 </dev/null &"
   fi
-  local i
-  for i in $(seq 1 60); do
+  for _ in $(seq 1 60); do
     engine_answers && { log "Docker engine answers"; return 0; }
     sleep 1
   done

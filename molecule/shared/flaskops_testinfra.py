@@ -72,3 +72,48 @@ def http(host, url: str, method: str = "GET", headers: dict[str, str] | None = N
     out = host.check_output("python3 -c %s %s %s %s %s %s", _HTTP_CLIENT, method, url,
                             json.dumps(headers or {}), body, "1" if verify_tls else "0")
     return Response(json.loads(out))
+
+
+class PlayResult:
+    """Outcome of an ansible-playbook run: exit code and what each failed task said."""
+
+    def __init__(self, returncode: int, failures: list[str], raw: str) -> None:
+        self.returncode = returncode
+        self.failures = failures
+        self.raw = raw
+
+    @property
+    def failure_text(self) -> str:
+        return "\n".join(self.failures)
+
+
+def run_converge(host, extra_vars: dict) -> PlayResult:
+    """Run the scenario's converge playbook again on this host with extra vars.
+
+    For tests that a bad value fails the play. The json stdout callback gives
+    each failed task's message and stderr unwrapped, whatever the terminal.
+    """
+    import json
+    import os
+    import subprocess
+
+    playbook = os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "converge.yml")
+    cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], playbook,
+           "--limit", host.backend.get_hostname(), "-e", json.dumps(extra_vars)]
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_NOCOLOR="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False, env=env)
+    failures = []
+    # Other enabled callbacks (profile_tasks) may print around the JSON document.
+    start = 0 if proc.stdout.startswith("{") else proc.stdout.find("\n{") + 1
+    try:
+        report = json.JSONDecoder().raw_decode(proc.stdout, start)[0] if start >= 0 else {}
+    except ValueError:
+        report = {"plays": []}
+        failures.append(proc.stdout + proc.stderr)
+    for play in report.get("plays", []):
+        for task in play.get("tasks", []):
+            for result in task.get("hosts", {}).values():
+                if result.get("failed"):
+                    failures.append("{}: {} {}".format(task["task"]["name"], result.get("msg", ""),
+                                                       result.get("stderr", "")))
+    return PlayResult(proc.returncode, failures, proc.stdout[-3000:] + proc.stderr[-3000:])

@@ -1,7 +1,7 @@
 """Role `nginx`, seen through real HTTP requests on the converged host."""
 
 import pytest
-from flaskops_testinfra import http
+from flaskops_testinfra import http, run_converge
 
 BASE = "http://127.0.0.1"
 
@@ -68,3 +68,26 @@ def test_favicon_and_robots_from_static(host, path, content_type):
 
 def test_static_missing_file_is_404(host):
     assert http(host, BASE + "/static/nope.css").status == 404
+
+
+@pytest.mark.parametrize("variable, value, live_file", [
+    ("nginx_client_max_body_size", "10MB", "/etc/nginx/nginx.conf"),
+    ("nginx_uwsgi_read_timeout", "sixty", "/etc/nginx/sites-available/flaskapp.conf"),
+])
+def test_broken_value_fails_and_live_config_keeps_serving(host, variable, value, live_file):
+    before = host.file(live_file).sha256sum
+    master_before = host.file("/run/nginx.pid").content_string.strip()
+
+    result = run_converge(host, {variable: value})
+
+    assert result.returncode != 0, "the play must fail on a value nginx rejects"
+    # The failed task is the validated write, and nginx's message names the
+    # directive it refused.
+    directive = variable.removeprefix("nginx_")
+    assert len(result.failures) == 1, result.raw
+    assert "checked" in result.failure_text and "failed to validate" in result.failure_text
+    assert f'"{directive}" directive invalid value' in result.failure_text, result.failure_text
+    assert host.file(live_file).sha256sum == before, "the live file must keep its last good content"
+    assert host.file("/run/nginx.pid").content_string.strip() == master_before, "nginx was not restarted"
+    assert host.run("nginx -t").rc == 0
+    assert http(host, BASE + "/static/robots.txt").status == 200
