@@ -77,9 +77,10 @@ def http(host, url: str, method: str = "GET", headers: dict[str, str] | None = N
 class PlayResult:
     """Outcome of an ansible-playbook run: exit code and what each failed task said."""
 
-    def __init__(self, returncode: int, failures: list[str], raw: str) -> None:
+    def __init__(self, returncode: int, failures: list[str], changed: int, raw: str) -> None:
         self.returncode = returncode
         self.failures = failures
+        self.changed = changed
         self.raw = raw
 
     @property
@@ -106,7 +107,7 @@ def run_converge(host, extra_vars: dict) -> PlayResult:
     # Other enabled callbacks (profile_tasks) may print around the JSON document.
     start = 0 if proc.stdout.startswith("{") else proc.stdout.find("\n{") + 1
     try:
-        report = json.JSONDecoder().raw_decode(proc.stdout, start)[0] if start >= 0 else {}
+        report = json.JSONDecoder().raw_decode(proc.stdout, start)[0]
     except ValueError:
         report = {"plays": []}
         failures.append(proc.stdout + proc.stderr)
@@ -114,6 +115,10 @@ def run_converge(host, extra_vars: dict) -> PlayResult:
         for task in play.get("tasks", []):
             for result in task.get("hosts", {}).values():
                 if result.get("failed"):
-                    failures.append("{}: {} {}".format(task["task"]["name"], result.get("msg", ""),
-                                                       result.get("stderr", "")))
-    return PlayResult(proc.returncode, failures, proc.stdout[-3000:] + proc.stderr[-3000:])
+                    # A loop reports its failed items' messages per item.
+                    items = [r for r in result.get("results", []) if r.get("failed")]
+                    said = [f"{r.get('msg', '')} {r.get('stderr', '')}" for r in items] or \
+                        [f"{result.get('msg', '')} {result.get('stderr', '')}"]
+                    failures.append("{}: {}".format(task["task"]["name"], " | ".join(said)))
+    changed = sum(stats.get("changed", 0) for stats in report.get("stats", {}).values())
+    return PlayResult(proc.returncode, failures, changed, proc.stdout[-3000:] + proc.stderr[-3000:])

@@ -91,3 +91,19 @@ def test_broken_value_fails_and_live_config_keeps_serving(host, variable, value,
     assert host.file("/run/nginx.pid").content_string.strip() == master_before, "nginx was not restarted"
     assert host.run("nginx -t").rc == 0
     assert http(host, BASE + "/static/robots.txt").status == 200
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("nginx_http_port", 70000),
+    ("nginx_worker_connections", "many"),
+    ("nginx_static_dir", "srv/static"),
+    ("nginx_upstream_servers", [{"address": "http://app:8000"}]),
+])
+def test_bad_input_fails_before_any_change(host, variable, value):
+    before = host.file("/etc/nginx/sites-available/flaskapp.conf").sha256sum
+    result = run_converge(host, {variable: value})
+    assert result.returncode != 0
+    assert result.changed == 0, "nothing may change on the host"
+    assert len(result.failures) == 1, result.raw
+    assert variable in result.failure_text, result.failure_text
+    assert host.file("/etc/nginx/sites-available/flaskapp.conf").sha256sum == before
