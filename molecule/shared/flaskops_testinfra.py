@@ -1,32 +1,10 @@
 """Helpers shared by the testinfra suites of every Molecule scenario.
 
 A scenario's tests/conftest.py puts this directory on sys.path and imports
-what it needs: `from flaskops_testinfra import wait_until, ...`.
+what it needs: `from flaskops_testinfra import http, run_converge`.
 """
 
 from __future__ import annotations
-
-import time
-from typing import Callable, TypeVar
-
-T = TypeVar("T")
-
-
-def wait_until(check: Callable[[], T], timeout: float = 30.0, interval: float = 0.5, what: str = "condition") -> T:
-    """Call `check` until it returns a truthy value; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"{what} not reached within {timeout:.0f} s (last result: {last!r})")
-
-
-def unit_property(host, unit: str, prop: str) -> str:
-    """One property of a systemd unit, as `systemctl show` reports it."""
-    return host.check_output("systemctl show --property=%s --value %s", prop, unit).strip()
 
 
 # Runs inside the host with its own python3 (a fresh host has no curl).

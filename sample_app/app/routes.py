@@ -68,7 +68,8 @@ def health():
         db.session.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
         db.session.rollback()
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        said = str(getattr(exc, "orig", None) or exc).strip()
+        reason = said.splitlines()[0] if said else type(exc).__name__
         current_app.logger.warning("health check: database unreachable: %s", reason)
         return jsonify(status="unavailable", database="down", detail=reason), 503
     return jsonify(status="ok", database="up")
