@@ -5,18 +5,17 @@
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${FLASKOPS_VENV:-$REPO_ROOT/.venv}
+LOG_TAG=sanity
+# shellcheck source=scripts/lib.sh
+. "$REPO_ROOT/scripts/lib.sh"
 export PATH="$VENV/bin:$PATH"
 work="$REPO_ROOT/.cache/sanity/ansible_collections/flaskops/stack"
 py=$("$VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
 # The shebang/shellcheck test checks our shell scripts only where shellcheck exists.
 if ! command -v shellcheck >/dev/null 2>&1; then
-  echo "[sanity] installing Debian's shellcheck" >&2
-  n=1
-  until apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null; do
-    [ "$n" -ge 3 ] && exit 1
-    sleep $((n * 5)); n=$((n + 1))
-  done
+  log "installing Debian's shellcheck"
+  apt_install shellcheck
 fi
 "$VENV/bin/python" "$REPO_ROOT/scripts/ansible-test-pip-bootstrap.py" >&2
 rm -rf "$work" && mkdir -p "$work"

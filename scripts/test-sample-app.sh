@@ -5,14 +5,13 @@
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${FLASKOPS_VENV:-$REPO_ROOT/.venv}
+LOG_TAG=sample-app
+# shellcheck source=scripts/lib.sh
+. "$REPO_ROOT/scripts/lib.sh"
 
 if [ -z "${TEST_DATABASE_URL:-}" ] && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
-  echo "[sample-app] installing Debian's postgresql server for the tests" >&2
-  n=1
-  until apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; do
-    [ "$n" -ge 3 ] && exit 1
-    sleep $((n * 5)); n=$((n + 1))
-  done
+  log "installing Debian's postgresql server for the tests"
+  apt_install postgresql
 fi
 cd "$REPO_ROOT/sample_app"
 exec "$VENV/bin/python" -m pytest "$@"

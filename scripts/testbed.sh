@@ -35,28 +35,9 @@ DOCKERD_LOG=/var/log/flaskops-dockerd.log
 # shuts down cleanly on `docker stop`.)
 IMPORT_CHANGES=(--change 'ENV container=docker' --change 'CMD ["/lib/systemd/systemd"]')
 
-log() { printf '[testbed] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
-}
-
-# Run a command until it succeeds, at most $1 times, sleeping between tries:
-# a flaky mirror must not fail a run.
-retry() {
-  local tries=$1 n=1; shift
-  until "$@"; do
-    [ "$n" -ge "$tries" ] && return 1
-    log "attempt $n of $tries failed: $*; retrying in $((n * 5))s"
-    sleep $((n * 5)); n=$((n + 1))
-  done
-}
-
-apt_install() {
-  retry 3 as_root apt-get update -qq
-  retry 3 as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
+LOG_TAG=testbed
+# shellcheck source=scripts/lib.sh
+. "$REPO_ROOT/scripts/lib.sh"
 
 engine_answers() { docker info >/dev/null 2>&1; }
 

@@ -22,7 +22,7 @@ conn.request(method, (u.path or "/") + ("?" + u.query if u.query else ""), body=
 r = conn.getresponse()
 data = r.read()
 print(json.dumps({"status": r.status, "headers": [[k.lower(), v] for k, v in r.getheaders()],
-                  "body": data.decode("utf-8", "replace"), "length": len(data)}))
+                  "body": data.decode("utf-8", "replace")}))
 """
 
 
@@ -31,12 +31,11 @@ class Response:
 
     def __init__(self, raw: dict) -> None:
         self.status: int = raw["status"]
-        self.header_list: list[tuple[str, str]] = [tuple(h) for h in raw["headers"]]
+        # Repeated headers are joined with ", " as HTTP allows.
         self.headers: dict[str, str] = {}
-        for name, value in self.header_list:
+        for name, value in raw["headers"]:
             self.headers[name] = f"{self.headers[name]}, {value}" if name in self.headers else value
         self.body: str = raw["body"]
-        self.length: int = raw["length"]
 
 
 def http(host, url: str, method: str = "GET", headers: dict[str, str] | None = None, body: str = "",
