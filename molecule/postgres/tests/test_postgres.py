@@ -1,0 +1,253 @@
+"""Role `postgres`, seen on the converged host: logins, settings, backups, restore."""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from flaskops_testinfra import on_first_platform_only, run_converge, run_playbook
+
+EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "."))
+RESTORE_PLAYBOOK = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / "playbooks" / "restore.yml"
+# The distribution's PostgreSQL per Debian release.
+VERSIONS = {"12": "15", "13": "17"}
+
+
+def app_password() -> str:
+    return (EPHEMERAL / "app-db-password").read_text().split()[0]
+
+
+def version(host) -> str:
+    return VERSIONS[host.check_output("cut -d. -f1 /etc/debian_version")]
+
+
+def unit(host) -> str:
+    return f"postgresql@{version(host)}-main"
+
+
+def as_postgres(host, sql: str, db: str = "postgres") -> str:
+    """Run SQL as the superuser over the local socket (peer)."""
+    return host.check_output("runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d %s -c %s", db, sql)
+
+
+def over_tcp(host, user: str, password: str | None, sql: str = "SELECT current_user", db: str = "flaskapp"):
+    """Log in over TCP on 127.0.0.1 the way the app does (-w: never prompt)."""
+    prefix = "env PGPASSWORD=%s " if password is not None else "env -u PGPASSWORD "
+    args = [password] if password is not None else []
+    return host.run(prefix + "psql -X -At -w -h 127.0.0.1 -U %s -d %s -c %s", *args, user, db, sql)
+
+
+def main_pid(host) -> int:
+    return int(host.check_output("systemctl show -p MainPID --value %s", unit(host)))
+
+
+def reloads_logged(host) -> int:
+    log = f"/var/log/postgresql/postgresql-{version(host)}-main.log"
+    return int(host.check_output("grep -c 'received SIGHUP' %s || true", log) or 0)
+
+
+def test_server_enabled_and_running(host):
+    assert host.service(unit(host)).is_running
+    assert host.service(unit(host)).is_enabled
+    assert host.service("postgresql").is_enabled
+    assert as_postgres(host, "SHOW server_version_num")[:2] == version(host)
+
+
+def test_listens_on_loopback_only(host):
+    listening = host.check_output("ss -ltnH 'sport = :5432' | awk '{print $4}'").split()
+    assert listening, "nothing listens on 5432"
+    for address in listening:
+        assert address.rsplit(":", 1)[0] in ("127.0.0.1", "[::1]"), listening
+
+
+def test_app_role_logs_in_over_tcp_with_its_password(host):
+    result = over_tcp(host, "flaskapp", app_password())
+    assert result.rc == 0, result.stderr
+    assert result.stdout.strip() == "flaskapp"
+
+
+@pytest.mark.parametrize("password", [None, "not-the-password"])
+def test_app_role_is_refused_without_its_password(host, password):
+    result = over_tcp(host, "flaskapp", password)
+    assert result.rc != 0
+    assert "no password supplied" in result.stderr or "password authentication failed" in result.stderr
+
+
+def test_superuser_login_over_tcp_is_refused(host):
+    result = over_tcp(host, "postgres", "anything", db="postgres")
+    assert result.rc != 0
+    assert "no pg_hba.conf entry" in result.stderr
+
+
+def test_app_role_reaches_only_its_own_database(host):
+    result = over_tcp(host, "flaskapp", app_password(), db="reports")
+    assert result.rc != 0 and "no pg_hba.conf entry" in result.stderr
+
+
+def test_app_role_owns_its_database_and_is_not_privileged(host):
+    row = as_postgres(host, "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'flaskapp'")
+    assert row == "flaskapp"
+    flags = as_postgres(host, "SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = 'flaskapp'")
+    assert flags == "f|f|f"
+
+
+def test_passwords_are_stored_as_scram(host):
+    rows = as_postgres(host, "SELECT rolname || ' ' || left(rolpassword, 14) FROM pg_authid "
+                             "WHERE rolname IN ('flaskapp', 'reporter') ORDER BY 1").splitlines()
+    assert rows == ["flaskapp SCRAM-SHA-256$", "reporter SCRAM-SHA-256$"]
+
+
+def test_live_hba_rules_have_no_trust_and_no_catch_all(host):
+    rules = as_postgres(host, "SELECT type, auth_method, coalesce(address, '-'), coalesce(netmask, '-'), "
+                              "coalesce(error, '-') FROM pg_hba_file_rules").splitlines()
+    assert rules
+    for rule in rules:
+        kind, method, address, netmask, error = rule.split("|")
+        assert error == "-", rule
+        assert method in ("peer", "scram-sha-256"), rule
+        assert netmask not in ("0.0.0.0", "::"), rule
+        assert address not in ("all", "samehost", "samenet"), rule
+
+
+def test_further_role_database_and_extension(host):
+    assert as_postgres(host, "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'reports'") == "reporter"
+    assert as_postgres(host, "SELECT extname FROM pg_extension WHERE extname = 'pgcrypto'", db="flaskapp") == "pgcrypto"
+
+
+def test_memory_settings_follow_the_hosts_memory(host):
+    mem_mb = int(host.check_output("awk '/^MemTotal:/ {print $2}' /proc/meminfo")) // 1024
+    settings = dict(line.split("|") for line in as_postgres(
+        host, "SELECT name, pg_size_bytes(current_setting(name)) FROM unnest(ARRAY["
+              "'shared_buffers', 'effective_cache_size', 'maintenance_work_mem', 'work_mem']) AS name").splitlines())
+    mib = 1024 * 1024
+    assert int(settings["shared_buffers"]) == min(mem_mb // 4, 8192) * mib
+    assert int(settings["effective_cache_size"]) == mem_mb * 3 // 4 * mib
+    assert int(settings["maintenance_work_mem"]) == min(max(mem_mb // 16, 64), 2048) * mib
+    assert int(settings["work_mem"]) == min(max(mem_mb * 3 // 4 // (60 * 3), 4), 64) * mib
+    assert as_postgres(host, "SHOW max_connections") == "60"
+    assert as_postgres(host, "SHOW password_encryption") == "scram-sha-256"
+
+
+def test_no_setting_is_waiting_for_a_restart(host):
+    assert as_postgres(host, "SELECT count(*) FROM pg_settings WHERE pending_restart") == "0"
+
+
+def test_config_changes_reload_or_restart_never_both(host):
+    on_first_platform_only(host)
+    pid, reloads = main_pid(host), reloads_logged(host)
+
+    # A setting a reload applies: the server keeps running, one reload.
+    result = run_converge(host, {"postgres_settings": {"log_min_duration_statement": 250}})
+    assert result.returncode == 0, result.failure_text or result.raw
+    assert main_pid(host) == pid
+    assert reloads_logged(host) == reloads + 1
+    assert as_postgres(host, "SHOW log_min_duration_statement") == "250ms"
+
+    # A setting read at start only: a restart, and no reload on top.
+    result = run_converge(host, {"postgres_app_connections": 50, "postgres_settings": {"log_min_duration_statement": 250}})
+    assert result.returncode == 0, result.failure_text or result.raw
+    assert main_pid(host) != pid
+    assert reloads_logged(host) == reloads + 1
+    assert as_postgres(host, "SHOW max_connections") == "70"
+    pid = main_pid(host)
+
+    # Both files change at once: one restart applies both.
+    result = run_converge(host, {})
+    assert result.returncode == 0, result.failure_text or result.raw
+    assert main_pid(host) != pid
+    assert reloads_logged(host) == reloads + 1
+    assert as_postgres(host, "SHOW max_connections") == "60"
+    assert as_postgres(host, "SHOW log_min_duration_statement") == "-1"
+
+
+def test_a_value_postgres_rejects_fails_and_the_server_keeps_its_config(host):
+    on_first_platform_only(host)
+    live = f"/etc/postgresql/{version(host)}/main/conf.d/60-flaskops-reload.conf"
+    before, pid = host.file(live).sha256sum, main_pid(host)
+    result = run_converge(host, {"postgres_settings": {"log_min_duration_statement": "soon"}}, tags=["postgres"])
+    assert result.returncode != 0
+    assert 'invalid value for parameter "log_min_duration_statement"' in result.failure_text
+    assert host.file(live).sha256sum == before
+    assert main_pid(host) == pid
+    assert over_tcp(host, "flaskapp", app_password()).rc == 0
+
+
+@pytest.mark.parametrize("bad, variable", [
+    ({"postgres_app_password": ""}, "postgres_app_password"),
+    ({"postgres_version": "11"}, "postgres_version"),
+    ({"postgres_shared_buffers": "-1MB"}, "postgres_shared_buffers"),
+    ({"postgres_app_client_addresses": ["0.0.0.0/0"]}, "postgres_app_client_addresses"),
+    ({"postgres_port": 70000}, "postgres_port"),
+    ({"postgres_backup_dir": "backups"}, "postgres_backup_dir"),
+])
+def test_bad_input_fails_before_any_change(host, bad, variable):
+    on_first_platform_only(host)
+    pid = main_pid(host)
+    result = run_converge(host, bad, tags=["postgres"])
+    assert result.returncode != 0
+    assert variable in result.failure_text, result.failure_text or result.raw
+    assert result.changed == 0
+    assert main_pid(host) == pid
+
+
+def newest_dump(host) -> str:
+    return host.check_output("ls -1t /var/backups/postgresql/flaskapp/flaskapp-*.dump | head -n 1")
+
+
+def test_backup_timer_is_active(host):
+    timer = host.service("flaskops-postgres-backup.timer")
+    assert timer.is_running and timer.is_enabled
+    backups = host.file("/var/backups/postgresql")
+    assert backups.user == "postgres" and backups.mode == 0o750
+
+
+def test_a_backup_run_writes_dumps_pg_restore_reads(host):
+    host.check_output("systemctl start flaskops-postgres-backup.service")
+    for db in ("flaskapp", "reports"):
+        dump = host.check_output("ls -1t /var/backups/postgresql/%s/%s-*.dump | head -n 1", db, db)
+        listing = host.check_output("runuser -u postgres -- pg_restore --list %s", dump)
+        assert f"dbname: {db}" in listing
+
+
+def test_backups_keep_only_the_newest(host):
+    for run in range(4):
+        host.check_output("systemctl start flaskops-postgres-backup.service")
+    dumps = host.check_output("ls -1 /var/backups/postgresql/flaskapp").split()
+    assert len(dumps) == 3, dumps
+    assert all(re.fullmatch(r"flaskapp-\d{8}T\d{6}Z\.dump", d) for d in dumps), dumps
+
+
+def test_restore_round_trip(host):
+    password = app_password()
+
+    def app_sql(sql):
+        result = over_tcp(host, "flaskapp", password, sql)
+        assert result.rc == 0, result.stderr
+        return result.stdout.strip()
+
+    app_sql("CREATE TABLE IF NOT EXISTS kept (body text); TRUNCATE kept; "
+            "INSERT INTO kept VALUES ('alpha'), ('beta')")
+    host.check_output("systemctl start flaskops-postgres-backup.service")
+    dump = newest_dump(host)
+    app_sql("DROP TABLE kept")
+    assert over_tcp(host, "flaskapp", password, "SELECT count(*) FROM kept").rc != 0
+
+    result = run_playbook(host, str(RESTORE_PLAYBOOK), {"postgres_restore_dump": Path(dump).name})
+    assert result.returncode == 0, result.failure_text or result.raw
+
+    assert app_sql("SELECT string_agg(body, ',' ORDER BY body) FROM kept") == "alpha,beta"
+    assert as_postgres(host, "SELECT tableowner FROM pg_tables WHERE tablename = 'kept'", db="flaskapp") == "flaskapp"
+    # The database that was replaced is kept, not dropped.
+    kept = as_postgres(host, "SELECT datname FROM pg_database WHERE datname LIKE 'flaskapp_before_restore_%'")
+    assert kept
+
+
+def test_restore_refuses_an_unreadable_dump(host):
+    host.check_output("echo 'not a dump' > /var/backups/postgresql/flaskapp/broken.dump")
+    try:
+        result = run_playbook(host, str(RESTORE_PLAYBOOK), {"postgres_restore_dump": "broken.dump"})
+    finally:
+        host.check_output("rm -f /var/backups/postgresql/flaskapp/broken.dump")
+    assert result.returncode != 0
+    assert "No usable dump" in result.failure_text
+    assert over_tcp(host, "flaskapp", app_password(), "SELECT count(*) FROM kept").stdout.strip() == "2"
