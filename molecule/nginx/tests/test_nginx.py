@@ -1,96 +1,201 @@
-"""Role `nginx`, seen through real HTTP requests on the converged host."""
+"""Role `nginx` in front of the sample app, seen through real HTTP(S) requests on the host."""
+
+import json
+import time
 
 import pytest
-from flaskops_testinfra import http, run_converge
+from flaskops_testinfra import http, on_first_platform_only, run_converge
 
-BASE = "http://127.0.0.1"
+HTTP = "http://127.0.0.1"
+HTTPS = "https://127.0.0.1"
+SITE = "/etc/nginx/sites-available/flaskapp.conf"
+SECURITY_HEADERS = {
+    "x-frame-options": "SAMEORIGIN",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "strict-origin-when-cross-origin",
+    "strict-transport-security": "max-age=31536000",
+}
+
+
+def unique(path: str) -> str:
+    return f"{path}?t={time.time_ns()}"
+
+
+def s_client(host, *args: str):
+    """openssl s_client against the local HTTPS listener; returns the command result."""
+    return host.run("openssl s_client -connect 127.0.0.1:443 -servername localhost "
+                    + " ".join(["%s"] * len(args)) + " </dev/null 2>&1", *args)
 
 
 def test_service_enabled_and_running(host):
     svc = host.service("nginx")
-    assert svc.is_enabled
-    assert svc.is_running
-
-
-def test_workers_run_as_www_data(host):
-    masters = host.process.filter(comm="nginx", user="root")
-    workers = host.process.filter(comm="nginx", user="www-data")
-    assert len(masters) == 1
-    assert len(workers) >= 1
-
-
-def test_configuration_is_valid(host):
+    assert svc.is_enabled and svc.is_running
     assert host.run("nginx -t").rc == 0
 
 
-def test_listens_on_http(host):
-    assert host.socket("tcp://0.0.0.0:80").is_listening
+def test_workers_run_as_www_data_in_the_app_group(host):
+    assert len(host.process.filter(comm="nginx", user="root")) == 1
+    workers = host.process.filter(comm="nginx", user="www-data")
+    assert workers
+    groups = host.check_output("grep ^Groups: /proc/%s/status", str(workers[0].pid)).split()[1:]
+    app_gid = host.check_output("getent group flaskapp | cut -d: -f3")
+    assert app_gid in groups
 
 
-def test_server_header_hides_version(host):
-    assert http(host, BASE + "/static/robots.txt").headers["server"] == "nginx"
+def test_plain_http_redirects_to_https_keeping_path_and_query(host):
+    resp = http(host, HTTP + "/some/page?x=1&y=2")
+    assert resp.status == 301
+    assert resp.headers["location"] == "https://127.0.0.1/some/page?x=1&y=2"
 
 
-def test_default_site_is_gone_and_app_path_reaches_uwsgi_upstream(host):
-    # Nothing listens on the uWSGI socket in this scenario: the app path must
-    # answer from our upstream with the role's error page, never Debian's
-    # "Welcome to nginx" default site.
-    resp = http(host, BASE + "/")
-    assert resp.status == 502
-    assert "not reachable" in resp.body
-    assert "Welcome to nginx" not in resp.body
-    assert not host.file("/etc/nginx/sites-enabled/default").exists
-    log = host.file("/var/log/nginx/flaskapp.error.log").content_string
-    assert "/run/uwsgi/flaskapp.sock" in log
+def test_tls_1_2_and_1_3_are_accepted(host):
+    for flag, name in (("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")):
+        result = s_client(host, flag)
+        assert result.rc == 0, result.stdout
+        assert f"Protocol  : {name}" in result.stdout or f"New, {name}" in result.stdout, result.stdout
 
 
-def test_static_file_with_cache_headers(host):
-    resp = http(host, BASE + "/static/css/app.css")
+def test_tls_1_1_is_refused_by_the_server(host):
+    # The client is told to allow TLS 1.1 (security level 0): the refusal has
+    # to come from nginx as a protocol_version alert.
+    result = s_client(host, "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0")
+    assert result.rc != 0
+    assert "alert protocol version" in result.stdout, result.stdout
+
+
+def test_h2_is_negotiated_by_alpn(host):
+    result = s_client(host, "-alpn", "h2,http/1.1")
+    assert "ALPN protocol: h2" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("path, status", [("/api/info", 200), ("/no/such/page", 404), ("/static/nope.css", 404)])
+def test_security_headers_on_every_response(host, path, status):
+    resp = http(host, HTTPS + path)
+    assert resp.status == status
+    for name, value in SECURITY_HEADERS.items():
+        assert resp.headers.get(name, "").startswith(value), (name, resp.headers)
+    assert "default-src 'self'" in resp.headers["content-security-policy"]
+
+
+def test_server_header_has_no_version(host):
+    assert http(host, HTTPS + "/robots.txt").headers["server"] == "nginx"
+
+
+def test_static_file_with_cache_headers_and_gzip(host):
+    resp = http(host, HTTPS + "/static/css/app.css", headers={"Accept-Encoding": "gzip"})
     assert resp.status == 200
     assert "text/css" in resp.headers["content-type"]
     assert "public, immutable" in resp.headers["cache-control"]
     assert "expires" in resp.headers
-    assert "flaskops.stack sample app" in resp.body
-
-
-def test_static_text_is_gzipped(host):
-    resp = http(host, BASE + "/static/css/app.css", headers={"Accept-Encoding": "gzip"})
-    assert resp.status == 200
     assert resp.headers.get("content-encoding") == "gzip"
 
 
 @pytest.mark.parametrize("path, content_type", [("/favicon.ico", "image/"), ("/robots.txt", "text/plain")])
 def test_favicon_and_robots_from_static(host, path, content_type):
-    resp = http(host, BASE + path)
+    resp = http(host, HTTPS + path)
     assert resp.status == 200
     assert resp.headers["content-type"].startswith(content_type)
 
 
-def test_static_missing_file_is_404(host):
-    assert http(host, BASE + "/static/nope.css").status == 404
+def test_body_over_the_limit_gets_413(host):
+    resp = http(host, HTTPS + "/api/notes", "POST", {"Content-Type": "application/json"}, body_size=2 * 1024 * 1024)
+    assert resp.status == 413
+
+
+@pytest.mark.parametrize("path", ["/.git/config", "/.env", "/static/.hidden"])
+def test_hidden_paths_are_refused(host, path):
+    assert http(host, HTTPS + path).status == 403
+
+
+def test_app_sees_the_real_client_address_and_https(host):
+    address = host.check_output("hostname -I").split()[0]
+    resp = http(host, f"https://{address}/api/client", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert resp.status == 200
+    seen = json.loads(resp.body)
+    # nginx appends the address it saw; the app trusts that one hop only.
+    assert seen == {"remote_addr": address, "scheme": "https", "host": address}
+
+
+def test_cached_page_misses_then_hits(host):
+    path = unique("/api/info")
+    assert http(host, HTTPS + path).headers["x-cache-status"] == "MISS"
+    second = http(host, HTTPS + path)
+    assert second.status == 200 and second.headers["x-cache-status"] == "HIT"
+
+
+@pytest.mark.parametrize("headers", [{"Authorization": "Bearer abc"}, {"Cookie": "session=abc"}])
+def test_requests_with_credentials_never_hit_the_cache(host, headers):
+    path = unique("/api/info")
+    assert http(host, HTTPS + path).headers["x-cache-status"] == "MISS"
+    for attempt in range(2):
+        resp = http(host, HTTPS + path, headers=headers)
+        assert resp.status == 200 and resp.headers["x-cache-status"] == "BYPASS"
+
+
+def test_data_pages_are_not_cached(host):
+    for attempt in range(2):
+        assert http(host, HTTPS + "/api/notes").headers["x-cache-status"] == "MISS"
+
+
+def test_app_down_stale_cache_serves_and_uncached_gets_502_then_recovers(host):
+    path = unique("/api/info")
+    assert http(host, HTTPS + path).status == 200
+    time.sleep(6)  # the app lets /api/info be cached for 5 s
+    host.check_output("systemctl stop uwsgi-flaskapp")
+    try:
+        stale = http(host, HTTPS + path)
+        assert stale.status == 200 and stale.headers["x-cache-status"] == "STALE"
+        down = http(host, HTTPS + "/api/notes")
+        assert down.status == 502
+        assert "not reachable" in down.body
+        assert down.headers["x-frame-options"] == "SAMEORIGIN"
+    finally:
+        host.check_output("systemctl start uwsgi-flaskapp")
+    for page in ("/api/notes", "/", "/health"):
+        assert http(host, HTTPS + page).status == 200
+
+
+def test_site_logs_are_written_and_rotated(host):
+    http(host, HTTPS + "/api/info")
+    assert host.file("/var/log/nginx/flaskapp.access.log").size > 0
+    plan = host.check_output("logrotate --debug /etc/logrotate.d/nginx 2>&1")
+    assert "/var/log/nginx/flaskapp.access.log" in plan
 
 
 @pytest.mark.parametrize("variable, value, live_file", [
     ("nginx_client_max_body_size", "10MB", "/etc/nginx/nginx.conf"),
-    ("nginx_uwsgi_read_timeout", "sixty", "/etc/nginx/sites-available/flaskapp.conf"),
+    ("nginx_uwsgi_read_timeout", "sixty", SITE),
 ])
 def test_broken_value_fails_and_live_config_keeps_serving(host, variable, value, live_file):
+    on_first_platform_only(host)
     before = host.file(live_file).sha256sum
     master_before = host.file("/run/nginx.pid").content_string.strip()
-
-    result = run_converge(host, {variable: value})
-
+    result = run_converge(host, {variable: value}, tags=["nginx"])
     assert result.returncode != 0, "the play must fail on a value nginx rejects"
-    # The failed task is the validated write, and nginx's message names the
-    # directive it refused.
     directive = variable.removeprefix("nginx_")
     assert len(result.failures) == 1, result.raw
-    assert "checked" in result.failure_text and "failed to validate" in result.failure_text
+    assert "failed to validate" in result.failure_text
     assert f'"{directive}" directive invalid value' in result.failure_text, result.failure_text
     assert host.file(live_file).sha256sum == before, "the live file must keep its last good content"
     assert host.file("/run/nginx.pid").content_string.strip() == master_before, "nginx was not restarted"
-    assert host.run("nginx -t").rc == 0
-    assert http(host, BASE + "/static/robots.txt").status == 200
+    assert http(host, HTTPS + "/api/info").status == 200
+
+
+def test_load_balanced_upstream_renders_valid_and_serves(host):
+    on_first_platform_only(host)
+    servers = [{"address": "unix:/run/uwsgi/flaskapp/uwsgi.sock", "weight": 3},
+               {"address": "127.0.0.1:3031", "weight": 1, "max_fails": 2, "fail_timeout": "5s"},
+               {"address": "127.0.0.1:3032", "backup": True}]
+    try:
+        result = run_converge(host, {"nginx_upstream_servers": servers}, tags=["nginx"])
+        assert result.returncode == 0, result.failure_text or result.raw
+        site = host.file(SITE).content_string
+        assert "least_conn;" in site and "backup;" in site and "weight=3" in site
+        # Nothing listens on 3031: nginx marks it failed and the request is
+        # answered by the socket (error -> next upstream).
+        assert [http(host, HTTPS + "/api/notes").status for attempt in range(6)] == [200] * 6
+    finally:
+        assert run_converge(host, {}, tags=["nginx"]).returncode == 0
 
 
 @pytest.mark.parametrize("variable, value", [
@@ -98,12 +203,17 @@ def test_broken_value_fails_and_live_config_keeps_serving(host, variable, value,
     ("nginx_worker_connections", "many"),
     ("nginx_static_dir", "srv/static"),
     ("nginx_upstream_servers", [{"address": "http://app:8000"}]),
+    ("nginx_tls_certificate_file", "/nonexistent/cert.pem"),
+    ("nginx_cache_use_stale", ["error", "http_502"]),
 ])
 def test_bad_input_fails_before_any_change(host, variable, value):
-    before = host.file("/etc/nginx/sites-available/flaskapp.conf").sha256sum
-    result = run_converge(host, {variable: value})
+    on_first_platform_only(host)
+    extra = {variable: value}
+    if variable == "nginx_tls_certificate_file":
+        extra["nginx_tls_source"] = "files"
+    before = host.file(SITE).sha256sum
+    result = run_converge(host, extra, tags=["nginx"])
     assert result.returncode != 0
     assert result.changed == 0, "nothing may change on the host"
-    assert len(result.failures) == 1, result.raw
     assert variable in result.failure_text, result.failure_text
-    assert host.file("/etc/nginx/sites-available/flaskapp.conf").sha256sum == before
+    assert host.file(SITE).sha256sum == before
