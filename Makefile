@@ -9,11 +9,13 @@ export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # The extra CA bundle handed to the hosts (scripts/testbed.sh ca).
 export FLASKOPS_EXTRA_CA_FILE = $(shell scripts/testbed.sh ca)
-# Scenarios `make test` runs, fastest first. `make molecule SCENARIOS=base` runs one.
-SCENARIOS   ?= base nginx
+# Scenarios `make test` runs, longest first; MOLECULE_JOBS of them at a time.
+# `make molecule SCENARIOS=base` runs one.
+SCENARIOS   ?= app nginx postgres base
+export MOLECULE_JOBS ?= 2
 SUITES      ?= bookworm trixie
 
-.PHONY: changelog-lint help venv collection-link engine images up down test lint yamllint ansible-lint \
+.PHONY: role-docs changelog-lint help venv collection-link engine images up down test lint yamllint ansible-lint \
         sanity sample-app-test collection-test molecule changelog clean
 
 help: ## list the targets
@@ -42,7 +44,7 @@ down: venv ## remove the local container host
 test: venv collection-link lint sample-app-test collection-test sanity images molecule ## everything the project checks
 	@echo "make test: all checks passed"
 
-lint: yamllint ansible-lint changelog-lint ## yamllint and ansible-lint (production profile)
+lint: yamllint ansible-lint changelog-lint role-docs ## yamllint, ansible-lint (production profile), changelog, README tables
 
 yamllint: venv
 	yamllint --strict .
@@ -60,13 +62,16 @@ collection-test: venv ## build the collection tarball and install it into a temp
 	@scripts/test-collection.sh
 
 molecule: venv collection-link images ## every Molecule scenario in SCENARIOS
-	@for s in $(SCENARIOS); do echo "== molecule test -s $$s"; molecule test -s $$s; done
+	@scripts/molecule-all.sh $(SCENARIOS)
 
 changelog: venv ## release the changelog fragments into CHANGELOG.rst
 	antsibull-changelog release
 
 clean: ## remove the venv and caches (base images stay in Docker)
 	rm -rf $(VENV) $(CACHE)
+
+role-docs: venv ## check the README's role variable tables against the argument specs
+	python3 scripts/role-docs.py --check
 
 changelog-lint: venv ## check the changelog fragments
 	antsibull-changelog lint

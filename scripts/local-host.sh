@@ -41,10 +41,12 @@ up() {
 
   (cd "$REPO_ROOT" && ansible-playbook -i inventories/local playbooks/site.yml)
 
-  local url="http://127.0.0.1:$HTTP_PORT/" code
-  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$url" || true)
-  if [ -z "$code" ] || [ "$code" = 000 ]; then log "nothing answers at $url"; exit 1; fi
-  log "$NAME answers at $url (HTTP $code)"
+  # The certificate is self-signed: -k. /health goes through nginx, uWSGI
+  # and Flask to PostgreSQL.
+  local url="https://127.0.0.1:$HTTPS_PORT/" code
+  code=$(curl -ks -o /dev/null -w '%{http_code}' --max-time 10 "${url}health" || true)
+  if [ "$code" != 200 ]; then log "${url}health answers HTTP ${code:-nothing}"; exit 1; fi
+  log "$NAME answers at $url (self-signed certificate; http://127.0.0.1:$HTTP_PORT/ redirects there)"
   echo "$url"
 }
 

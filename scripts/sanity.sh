@@ -19,9 +19,11 @@ if ! command -v shellcheck >/dev/null 2>&1; then
 fi
 "$VENV/bin/python" "$REPO_ROOT/scripts/ansible-test-pip-bootstrap.py" >&2
 rm -rf "$work" && mkdir -p "$work"
-# Exactly the files git would ship: tracked ones plus new, non-ignored ones.
+# Exactly the files git would ship: tracked ones plus new, non-ignored ones
+# (deleted ones left out). $1 is expanded by the inner sh, not here.
+# shellcheck disable=SC2016
 (cd "$REPO_ROOT" && git ls-files -z --cached --others --exclude-standard \
-  | xargs -0 -I{} sh -c 'test -e "{}" && printf "%s\0" "{}"' \
+  | xargs -0 -n 1 sh -c 'if [ -e "$1" ]; then printf "%s\0" "$1"; fi' _ \
   | tar --null -T - -cf -) | tar -C "$work" -xf -
 cd "$work"
 # ansible-test finds the collection's files through git.

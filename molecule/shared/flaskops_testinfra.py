@@ -8,7 +8,8 @@ from __future__ import annotations
 
 
 # Runs inside the host with its own python3 (a fresh host has no curl).
-# argv: method url headers-json body-or-empty tls-verify(0/1); prints one JSON.
+# argv: method url headers-json body-or-empty tls-verify(0/1) body-size;
+# a body-size > 0 sends that many bytes instead of the body. Prints one JSON.
 _HTTP_CLIENT = r"""
 import http.client, json, ssl, sys, urllib.parse
 method, url, headers, body, verify = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4], sys.argv[5] == "1"
@@ -18,7 +19,8 @@ if u.scheme == "https":
     conn = http.client.HTTPSConnection(u.hostname, u.port or 443, timeout=15, context=ctx)
 else:
     conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=15)
-conn.request(method, (u.path or "/") + ("?" + u.query if u.query else ""), body=body.encode() or None, headers=headers)
+payload = b"x" * int(sys.argv[6]) if int(sys.argv[6]) > 0 else (body.encode() or None)
+conn.request(method, (u.path or "/") + ("?" + u.query if u.query else ""), body=payload, headers=headers)
 r = conn.getresponse()
 data = r.read()
 print(json.dumps({"status": r.status, "headers": [[k.lower(), v] for k, v in r.getheaders()],
@@ -39,15 +41,58 @@ class Response:
 
 
 def http(host, url: str, method: str = "GET", headers: dict[str, str] | None = None, body: str = "",
-         verify_tls: bool = False) -> Response:
+         verify_tls: bool = False, body_size: int = 0) -> Response:
     """Make an HTTP(S) request from inside the host (no redirects followed).
 
     Traffic stays inside the host (its loopback) or the project's own containers.
     """
     import json
 
-    out = host.check_output("python3 -c %s %s %s %s %s %s", _HTTP_CLIENT, method, url,
-                            json.dumps(headers or {}), body, "1" if verify_tls else "0")
+    out = host.check_output("python3 -c %s %s %s %s %s %s %s", _HTTP_CLIENT, method, url,
+                            json.dumps(headers or {}), body, "1" if verify_tls else "0", str(body_size))
+    return Response(json.loads(out))
+
+
+# Speaks the uwsgi protocol to a socket, as nginx's uwsgi_pass does.
+# argv: socket (path or host:port) method path headers-json body; prints one JSON.
+_UWSGI_CLIENT = r"""
+import json, socket, struct, sys
+where, method, path, headers, body = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), sys.argv[5].encode()
+query = path.split("?", 1)[1] if "?" in path else ""
+env = {"REQUEST_METHOD": method, "REQUEST_URI": path, "PATH_INFO": path.split("?", 1)[0], "QUERY_STRING": query,
+       "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_NAME": "localhost", "SERVER_PORT": "80", "REMOTE_ADDR": "127.0.0.1",
+       "HTTP_HOST": "localhost", "CONTENT_LENGTH": str(len(body)), "wsgi.url_scheme": "http"}
+for k, v in headers.items():
+    key = k.upper().replace("-", "_")
+    env[key if key in ("CONTENT_TYPE",) else "HTTP_" + key] = v
+packet = b"".join(struct.pack("<H", len(x.encode())) + x.encode() for kv in env.items() for x in kv)
+if where.startswith("/"):
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); conn.settimeout(15); conn.connect(where)
+else:
+    host, port = where.rsplit(":", 1)
+    conn = socket.create_connection((host, int(port)), timeout=15)
+conn.sendall(struct.pack("<BHB", 0, len(packet), 0) + packet + body)
+data = b""
+while True:
+    chunk = conn.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+head, _, payload = data.partition(b"\r\n\r\n")
+lines = head.decode("latin-1").split("\r\n")
+status = int(lines[0].split()[1])
+hdrs = [[l.split(":", 1)[0].strip().lower(), l.split(":", 1)[1].strip()] for l in lines[1:] if ":" in l]
+print(json.dumps({"status": status, "headers": hdrs, "body": payload.decode("utf-8", "replace")}))
+"""
+
+
+def uwsgi_request(host, where: str, path: str = "/", method: str = "GET", headers: dict[str, str] | None = None,
+                  body: str = "") -> Response:
+    """Send one request over the uwsgi protocol to a uWSGI socket, from inside the host."""
+    import json
+
+    out = host.check_output("python3 -c %s %s %s %s %s %s", _UWSGI_CLIENT, where, method, path,
+                            json.dumps(headers or {}), body)
     return Response(json.loads(out))
 
 
@@ -65,19 +110,33 @@ class PlayResult:
         return "\n".join(self.failures)
 
 
-def run_converge(host, extra_vars: dict) -> PlayResult:
+def run_converge(host, extra_vars: dict, tags: list[str] | None = None) -> PlayResult:
     """Run the scenario's converge playbook again on this host with extra vars.
 
-    For tests that a bad value fails the play. The json stdout callback gives
-    each failed task's message and stderr unwrapped, whatever the terminal.
+    For tests that a bad value fails the play, or that a change is applied
+    the way it should be (reload or restart). tags limits the run to the
+    roles under test (the converge playbooks tag each role with its name).
+    """
+    import os
+
+    return run_playbook(host, os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "converge.yml"), extra_vars,
+                        tags)
+
+
+def run_playbook(host, playbook: str, extra_vars: dict, tags: list[str] | None = None) -> PlayResult:
+    """Run a playbook against this host through Molecule's inventory.
+
+    The json stdout callback gives each failed task's message and stderr
+    unwrapped, whatever the terminal.
     """
     import json
     import os
     import subprocess
 
-    playbook = os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "converge.yml")
     cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], playbook,
            "--limit", host.backend.get_hostname(), "-e", json.dumps(extra_vars)]
+    if tags:
+        cmd += ["--tags", ",".join(tags)]
     env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_NOCOLOR="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False, env=env)
     failures = []
@@ -99,3 +158,15 @@ def run_converge(host, extra_vars: dict) -> PlayResult:
                     failures.append("{}: {}".format(task["task"]["name"], " | ".join(said)))
     changed = sum(stats.get("changed", 0) for stats in report.get("stats", {}).values())
     return PlayResult(proc.returncode, failures, changed, proc.stdout[-3000:] + proc.stderr[-3000:])
+
+
+def on_first_platform_only(host) -> None:
+    """Skip a slow test that does not depend on the Debian release past the first platform.
+
+    Re-converging with bad input proves the role's checks, which are the same
+    on every release; running them once keeps the scenario fast.
+    """
+    import pytest
+
+    if not host.backend.get_hostname().endswith("-bookworm"):
+        pytest.skip("release-independent; proven on the Debian 12 platform")

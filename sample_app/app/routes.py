@@ -10,6 +10,10 @@ from .models import Note, db
 
 bp = Blueprint("main", __name__)
 
+# Responses that change with the data or the client must not be kept by a
+# cache in front of the app (nginx's uwsgi_cache honours this header).
+NO_STORE = {"Cache-Control": "no-store"}
+
 
 def _validated_body(raw: object) -> str | None:
     if not isinstance(raw, str):
@@ -26,7 +30,7 @@ def _recent_notes(limit: int = 50) -> list[Note]:
 
 @bp.get("/")
 def index():
-    return render_template("index.html", notes=_recent_notes())
+    return render_template("index.html", notes=_recent_notes()), NO_STORE
 
 
 @bp.post("/notes")
@@ -41,7 +45,7 @@ def create_note_form():
 
 @bp.get("/api/notes")
 def list_notes():
-    return jsonify(notes=[note.to_dict() for note in _recent_notes()])
+    return jsonify(notes=[note.to_dict() for note in _recent_notes()]), NO_STORE
 
 
 @bp.post("/api/notes")
@@ -59,7 +63,14 @@ def create_note():
 @bp.get("/api/client")
 def client_info():
     """What the app sees of the client, after the proxy headers are applied."""
-    return jsonify(remote_addr=request.remote_addr, scheme=request.scheme, host=request.host)
+    return jsonify(remote_addr=request.remote_addr, scheme=request.scheme, host=request.host), NO_STORE
+
+
+@bp.get("/api/info")
+def info():
+    """About the app: the same for every client, so a cache may keep it a few seconds."""
+    return jsonify(app="flaskops sample app", notes_max_length=current_app.config["NOTE_MAX_LENGTH"]), {
+        "Cache-Control": "public, max-age=5"}
 
 
 @bp.get("/health")
@@ -71,5 +82,5 @@ def health():
         said = str(getattr(exc, "orig", None) or exc).strip()
         reason = said.splitlines()[0] if said else type(exc).__name__
         current_app.logger.warning("health check: database unreachable: %s", reason)
-        return jsonify(status="unavailable", database="down", detail=reason), 503
-    return jsonify(status="ok", database="up")
+        return jsonify(status="unavailable", database="down", detail=reason), 503, NO_STORE
+    return jsonify(status="ok", database="up"), NO_STORE

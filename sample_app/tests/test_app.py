@@ -96,3 +96,16 @@ def test_init_db_command_is_idempotent(app):
         result = runner.invoke(args=["init-db"])
         assert result.exit_code == 0, result.output
         assert "up to date" in result.output
+
+
+def test_data_pages_are_never_stored_by_a_cache(client):
+    for path in ("/", "/api/notes", "/api/client", "/health"):
+        response = client.get(path)
+        assert response.headers["Cache-Control"] == "no-store", path
+
+
+def test_info_may_be_cached_for_a_few_seconds(client):
+    response = client.get("/api/info")
+    assert response.status_code == 200
+    assert response.get_json()["app"] == "flaskops sample app"
+    assert response.headers["Cache-Control"] == "public, max-age=5"
