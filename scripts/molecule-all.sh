@@ -13,7 +13,7 @@ LOG_TAG=molecule
 jobs_max=${MOLECULE_JOBS:-2}
 logs="$REPO_ROOT/.cache/molecule"
 mkdir -p "$logs"
-cd "$REPO_ROOT"
+cd "$REPO_ROOT" || exit 1
 
 declare -A pid_of started_at
 failed=()

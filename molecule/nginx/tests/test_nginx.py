@@ -217,3 +217,24 @@ def test_bad_input_fails_before_any_change(host, variable, value):
     assert result.changed == 0, "nothing may change on the host"
     assert variable in result.failure_text, result.failure_text
     assert host.file(SITE).sha256sum == before
+
+
+def test_acme_option_renders_a_valid_site_without_running_certbot(host):
+    on_first_platform_only(host)
+    try:
+        result = run_converge(host, {"nginx_tls_source": "acme", "nginx_acme_request": False}, tags=["nginx"])
+        assert result.returncode == 0, result.failure_text or result.raw
+        assert host.package("certbot").is_installed
+        assert host.run("nginx -t").rc == 0
+        # The http-01 challenge is answered over plain HTTP from the webroot,
+        # everything else still redirects; HTTPS runs on the stand-in pair.
+        host.check_output("mkdir -p /var/www/acme/.well-known/acme-challenge && "
+                          "echo token-123 > /var/www/acme/.well-known/acme-challenge/token-123")
+        challenge = http(host, HTTP + "/.well-known/acme-challenge/token-123")
+        assert challenge.status == 200 and challenge.body.strip() == "token-123"
+        assert http(host, HTTP + "/api/info").status == 301
+        assert http(host, HTTPS + "/api/info").status == 200
+    finally:
+        host.run("rm -rf /var/www/acme/.well-known")
+        assert run_converge(host, {}, tags=["nginx"]).returncode == 0
+    assert "acme-challenge" not in host.file(SITE).content_string
