@@ -2,38 +2,42 @@
 # Runs `molecule test` for each scenario given, at most MOLECULE_JOBS at a
 # time (their containers have scenario-specific names, so they do not clash).
 # Each scenario logs to .cache/molecule/<scenario>.log; the log of a failed
-# scenario is shown at the end.
+# scenario is shown at the end, and the exit status is 1 if any failed.
 #
 #   scripts/molecule-all.sh app nginx postgres base
-set -uo pipefail
+set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LOG_TAG=molecule
 # shellcheck source=scripts/lib.sh
 . "$REPO_ROOT/scripts/lib.sh"
+[ "$#" -gt 0 ] || die "usage: $0 SCENARIO..."
 jobs_max=${MOLECULE_JOBS:-2}
 logs="$REPO_ROOT/.cache/molecule"
 mkdir -p "$logs"
-cd "$REPO_ROOT" || exit 1
+cd "$REPO_ROOT"
 
-declare -A pid_of started_at
+declare -A pid_of=() started_at=()
 failed=()
-finish() {  # $1: scenario whose job ended with status $2
-  local took=$(( $(date +%s) - started_at[$1] ))
-  if [ "$2" -eq 0 ]; then
-    log "$1 passed in ${took}s"
-  else
-    log "$1 FAILED in ${took}s (status $2): $logs/$1.log"
-    failed+=("$1")
-  fi
-}
-reap() {  # wait for one job to end, record how it went
-  local s
+passed=()
+
+# Waits until one running scenario has ended and records how it went.
+reap() {
+  local scenario status took
   while :; do
-    for s in "${!pid_of[@]}"; do
-      if ! kill -0 "${pid_of[$s]}" 2>/dev/null; then
-        wait "${pid_of[$s]}"; finish "$s" $?
-        unset "pid_of[$s]"
-        return
+    for scenario in "${!pid_of[@]}"; do
+      if ! kill -0 "${pid_of[$scenario]}" 2>/dev/null; then
+        status=0
+        wait "${pid_of[$scenario]}" || status=$?
+        took=$(( $(date +%s) - started_at[$scenario] ))
+        unset "pid_of[$scenario]"
+        if [ "$status" -eq 0 ]; then
+          log "$scenario passed in ${took}s"
+          passed+=("$scenario")
+        else
+          log "$scenario FAILED in ${took}s (status $status): $logs/$scenario.log"
+          failed+=("$scenario")
+        fi
+        return 0
       fi
     done
     sleep 2
@@ -53,5 +57,6 @@ for scenario in "${failed[@]}"; do
   echo "===== $scenario: last 150 lines of $logs/$scenario.log" >&2
   sed 's/\x1b\[[0-9;]*m//g' "$logs/$scenario.log" | tail -n 150 >&2
 done
-[ "${#failed[@]}" -eq 0 ] || die "failed: ${failed[*]}"
-log "all passed: $*"
+[ "${#failed[@]}" -eq 0 ] || die "failed: ${failed[*]} (passed: ${passed[*]:-none})"
+[ "${#passed[@]}" -eq "$#" ] || die "only ${#passed[@]} of $# scenarios reported back"
+log "all passed: ${passed[*]}"
