@@ -34,7 +34,9 @@ def default_of(spec: dict) -> str:
     value = spec["default"]
     if isinstance(value, str):
         return f"`{value}`" if value else '`""`'
-    return "`" + yaml.safe_dump(value, default_flow_style=True, width=1000).strip().replace("|", "\\|") + "`"
+    # A scalar dumps as "VALUE\n...\n": drop YAML's document-end marker.
+    dumped = yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("...").strip()
+    return "`" + dumped.replace("|", "\\|") + "`"
 
 
 def tables() -> str:

@@ -53,36 +53,41 @@ def http(host, url: str, method: str = "GET", headers: dict[str, str] | None = N
     return Response(json.loads(out))
 
 
-# Speaks the uwsgi protocol to a socket, as nginx's uwsgi_pass does.
-# argv: socket (path or host:port) method path headers-json body; prints one JSON.
-_UWSGI_CLIENT = r"""
+# Speaks the uwsgi protocol to a socket, as nginx's uwsgi_pass does. Defines
+# uwsgi_request(where, method, path, headers, body[, timeout]) -> (status, headers, body)
+# for scripts run inside the host (see UWSGI_CLIENT_MAIN, and load loops).
+UWSGI_CLIENT = r"""
 import json, socket, struct, sys
-where, method, path, headers, body = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), sys.argv[5].encode()
-query = path.split("?", 1)[1] if "?" in path else ""
-env = {"REQUEST_METHOD": method, "REQUEST_URI": path, "PATH_INFO": path.split("?", 1)[0], "QUERY_STRING": query,
-       "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_NAME": "localhost", "SERVER_PORT": "80", "REMOTE_ADDR": "127.0.0.1",
-       "HTTP_HOST": "localhost", "CONTENT_LENGTH": str(len(body)), "wsgi.url_scheme": "http"}
-for k, v in headers.items():
-    key = k.upper().replace("-", "_")
-    env[key if key in ("CONTENT_TYPE",) else "HTTP_" + key] = v
-packet = b"".join(struct.pack("<H", len(x.encode())) + x.encode() for kv in env.items() for x in kv)
-if where.startswith("/"):
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); conn.settimeout(15); conn.connect(where)
-else:
-    host, port = where.rsplit(":", 1)
-    conn = socket.create_connection((host, int(port)), timeout=15)
-conn.sendall(struct.pack("<BHB", 0, len(packet), 0) + packet + body)
-data = b""
-while True:
-    chunk = conn.recv(65536)
-    if not chunk:
-        break
-    data += chunk
-head, _, payload = data.partition(b"\r\n\r\n")
-lines = head.decode("latin-1").split("\r\n")
-status = int(lines[0].split()[1])
-hdrs = [[l.split(":", 1)[0].strip().lower(), l.split(":", 1)[1].strip()] for l in lines[1:] if ":" in l]
-print(json.dumps({"status": status, "headers": hdrs, "body": payload.decode("utf-8", "replace")}))
+
+
+def uwsgi_request(where, method, path, headers, body, timeout=15):
+    query = path.split("?", 1)[1] if "?" in path else ""
+    env = {"REQUEST_METHOD": method, "REQUEST_URI": path, "PATH_INFO": path.split("?", 1)[0], "QUERY_STRING": query,
+           "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_NAME": "localhost", "SERVER_PORT": "80", "REMOTE_ADDR": "127.0.0.1",
+           "HTTP_HOST": "localhost", "CONTENT_LENGTH": str(len(body)), "wsgi.url_scheme": "http"}
+    for k, v in headers.items():
+        key = k.upper().replace("-", "_")
+        env[key if key in ("CONTENT_TYPE",) else "HTTP_" + key] = v
+    packet = b"".join(struct.pack("<H", len(x.encode())) + x.encode() for kv in env.items() for x in kv)
+    if where.startswith("/"):
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.settimeout(timeout)
+        conn.connect(where)
+    else:
+        host, port = where.rsplit(":", 1)
+        conn = socket.create_connection((host, int(port)), timeout=timeout)
+    conn.sendall(struct.pack("<BHB", 0, len(packet), 0) + packet + body)
+    data = b"".join(iter(lambda: conn.recv(65536), b""))
+    head, _, payload = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    hdrs = [[l.split(":", 1)[0].strip().lower(), l.split(":", 1)[1].strip()] for l in lines[1:] if ":" in l]
+    return int(lines[0].split()[1]), hdrs, payload.decode("utf-8", "replace")
+"""
+
+# argv: socket (path or host:port) method path headers-json body; prints one JSON.
+_UWSGI_CLIENT_MAIN = UWSGI_CLIENT + r"""
+status, hdrs, body = uwsgi_request(sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), sys.argv[5].encode())
+print(json.dumps({"status": status, "headers": hdrs, "body": body}))
 """
 
 
@@ -91,9 +96,41 @@ def uwsgi_request(host, where: str, path: str = "/", method: str = "GET", header
     """Send one request over the uwsgi protocol to a uWSGI socket, from inside the host."""
     import json
 
-    out = host.check_output("python3 -c %s %s %s %s %s %s", _UWSGI_CLIENT, where, method, path,
+    out = host.check_output("python3 -c %s %s %s %s %s %s", _UWSGI_CLIENT_MAIN, where, method, path,
                             json.dumps(headers or {}), body)
     return Response(json.loads(out))
+
+
+# Reads a uWSGI stats server's JSON from its unix socket.
+_STATS_CLIENT = ("import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
+                 "print(b''.join(iter(lambda: s.recv(65536), b'')).decode())")
+
+
+def uwsgi_stats(host, socket_path: str) -> dict:
+    """What uWSGI's stats server says (workers, their request counters...), read inside the host."""
+    import json
+
+    return json.loads(host.check_output("python3 -c %s %s", _STATS_CLIENT, socket_path))
+
+
+def main_pid(host, unit: str) -> int:
+    """The main PID systemd has for a unit (0 when it has none)."""
+    return int(host.check_output("systemctl show -p MainPID --value %s", unit))
+
+
+def wait_for(predicate, timeout: float = 30, step: float = 0.5) -> bool:
+    """Poll predicate until it is true; a predicate whose command fails counts as not yet."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return True
+        except AssertionError:
+            pass
+        time.sleep(step)
+    return False
 
 
 class PlayResult:
@@ -124,7 +161,7 @@ def run_converge(host, extra_vars: dict, tags: list[str] | None = None) -> PlayR
 
 
 def run_playbook(host, playbook: str, extra_vars: dict, tags: list[str] | None = None) -> PlayResult:
-    """Run a playbook against this host through Molecule's inventory.
+    """Run a playbook against this host (None: every host) through Molecule's inventory.
 
     The json stdout callback gives each failed task's message and stderr
     unwrapped, whatever the terminal.
@@ -133,8 +170,9 @@ def run_playbook(host, playbook: str, extra_vars: dict, tags: list[str] | None =
     import os
     import subprocess
 
-    cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], playbook,
-           "--limit", host.backend.get_hostname(), "-e", json.dumps(extra_vars)]
+    cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], playbook, "-e", json.dumps(extra_vars)]
+    if host is not None:
+        cmd += ["--limit", host.backend.get_hostname()]
     if tags:
         cmd += ["--tags", ",".join(tags)]
     env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_NOCOLOR="1")

@@ -8,24 +8,17 @@ import time
 from pathlib import Path
 
 import pytest
-from flaskops_testinfra import on_first_platform_only, run_converge, uwsgi_request
+from flaskops_testinfra import (UWSGI_CLIENT, main_pid, on_first_platform_only, run_converge, uwsgi_request,
+                               uwsgi_stats, wait_for)
 
 SOCKET = "/run/uwsgi/flaskapp/uwsgi.sock"
 STATS = "/run/uwsgi/flaskapp/stats.sock"
 UNIT = "uwsgi-flaskapp"
 SAMPLE_APP = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / "sample_app"
 
-# Reads the uWSGI stats server's JSON from its unix socket.
-_STATS = ("import json, socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
-          "d = b''.join(iter(lambda: s.recv(65536), b'')); print(d.decode())")
-
 
 def stats(host) -> dict:
-    return json.loads(host.check_output("python3 -c %s %s", _STATS, STATS))
-
-
-def main_pid(host) -> int:
-    return int(host.check_output("systemctl show -p MainPID --value %s", UNIT))
+    return uwsgi_stats(host, STATS)
 
 
 def env_value(host, name: str) -> str:
@@ -39,23 +32,10 @@ def current_release(host) -> str:
     return host.check_output("readlink /srv/flaskapp/current")
 
 
-def wait_for(predicate, timeout: float = 30, step: float = 0.5):
-    """Poll predicate until it is true; a predicate that raises counts as not yet."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return True
-        except AssertionError:
-            pass
-        time.sleep(step)
-    return False
-
-
 def test_unit_enabled_and_running_as_the_app_user(host):
     service = host.service(UNIT)
     assert service.is_enabled and service.is_running
-    pid = str(main_pid(host))
+    pid = str(main_pid(host, UNIT))
     users = host.check_output("ps -o user= --ppid %s -p %s | sort -u", pid, pid).split()
     assert users == ["flaskapp"]
     assert host.check_output("systemctl show -p StatusText --value %s", UNIT) == "uWSGI is ready"
@@ -119,31 +99,25 @@ def test_secret_key_is_kept_and_never_printed(host):
 
 
 def test_systemctl_reload_is_graceful_and_reports_ready(host):
-    pid, restarts = main_pid(host), host.check_output("systemctl show -p NRestarts --value %s", UNIT)
+    pid, restarts = main_pid(host, UNIT), host.check_output("systemctl show -p NRestarts --value %s", UNIT)
     host.check_output("systemctl reload %s", UNIT)
     assert wait_for(lambda: host.check_output("systemctl show -p StatusText --value %s", UNIT) == "uWSGI is ready"
                     and uwsgi_request(host, SOCKET, "/health").status == 200)
-    assert main_pid(host) == pid
+    assert main_pid(host, UNIT) == pid
     assert host.check_output("systemctl show -p NRestarts --value %s", UNIT) == restarts
 
 
-# A loop inside the host that sends requests to the socket until told to stop,
-# recording every status; an exception counts as a failure (code 0).
-_LOAD = r"""
-import json, os, socket, struct, sys, time
+# A loop inside the host that sends requests to the socket until told to stop
+# (or for 5 minutes at most), recording every status; an exception counts as
+# a failure (code 0).
+_LOAD = UWSGI_CLIENT + r"""
+import os, time
 where, out, stop = sys.argv[1], sys.argv[2], sys.argv[3]
-def one():
-    env = {"REQUEST_METHOD": "GET", "PATH_INFO": "/health", "REQUEST_URI": "/health", "QUERY_STRING": "",
-           "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_NAME": "x", "SERVER_PORT": "80", "HTTP_HOST": "x"}
-    p = b"".join(struct.pack("<H", len(x)) + x.encode() for kv in env.items() for x in kv)
-    s = socket.socket(socket.AF_UNIX); s.settimeout(30); s.connect(where)
-    s.sendall(struct.pack("<BHB", 0, len(p), 0) + p)
-    d = b"".join(iter(lambda: s.recv(65536), b""))
-    return int(d.split(b" ", 2)[1])
 codes = []
-while not os.path.exists(stop):
+deadline = time.monotonic() + 300
+while not os.path.exists(stop) and time.monotonic() < deadline:
     try:
-        codes.append(one())
+        codes.append(uwsgi_request(where, "GET", "/health", {}, b"", timeout=30)[0])
     except Exception:
         codes.append(0)
 json.dump(codes, open(out, "w"))
@@ -185,10 +159,10 @@ def test_new_release_switches_current_without_a_failed_request_and_rolls_back(ho
 
 
 def test_kill_9_of_the_master_is_followed_by_a_restart_within_10s(host):
-    pid = main_pid(host)
+    pid = main_pid(host, UNIT)
     host.check_output("kill -9 %s", str(pid))
     started = time.monotonic()
-    assert wait_for(lambda: main_pid(host) not in (0, pid) and uwsgi_request(host, SOCKET, "/health").status == 200,
+    assert wait_for(lambda: main_pid(host, UNIT) not in (0, pid) and uwsgi_request(host, SOCKET, "/health").status == 200,
                     timeout=10, step=0.2)
     assert time.monotonic() - started <= 10
 
@@ -202,12 +176,12 @@ def test_unit_hardening_exposure(host):
 
 def test_a_value_uwsgi_rejects_fails_and_the_server_keeps_running(host):
     on_first_platform_only(host)
-    ini, pid = host.file("/etc/uwsgi/flaskapp.ini").sha256sum, main_pid(host)
+    ini, pid = host.file("/etc/uwsgi/flaskapp.ini").sha256sum, main_pid(host, UNIT)
     result = run_converge(host, {"uwsgi_options": {"harakirii": 5}}, tags=["uwsgi"])
     assert result.returncode != 0
     assert "unknown config directive: harakirii" in result.failure_text
     assert host.file("/etc/uwsgi/flaskapp.ini").sha256sum == ini
-    assert main_pid(host) == pid
+    assert main_pid(host, UNIT) == pid
 
 
 @pytest.mark.parametrize("bad, variable", [
@@ -221,9 +195,9 @@ def test_a_value_uwsgi_rejects_fails_and_the_server_keeps_running(host):
 ])
 def test_bad_input_fails_before_any_change(host, bad, variable):
     on_first_platform_only(host)
-    pid = main_pid(host)
+    pid = main_pid(host, UNIT)
     result = run_converge(host, bad, tags=["flask_app", "uwsgi"])
     assert result.returncode != 0
     assert variable in result.failure_text, result.failure_text or result.raw
     assert result.changed == 0
-    assert main_pid(host) == pid
+    assert main_pid(host, UNIT) == pid

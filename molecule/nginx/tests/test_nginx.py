@@ -1,6 +1,7 @@
 """Role `nginx` in front of the sample app, seen through real HTTP(S) requests on the host."""
 
 import json
+import shlex
 import time
 
 import pytest
@@ -22,9 +23,14 @@ def unique(path: str) -> str:
 
 
 def s_client(host, *args: str):
-    """openssl s_client against the local HTTPS listener; returns the command result."""
-    return host.run("openssl s_client -connect 127.0.0.1:443 -servername localhost "
-                    + " ".join(["%s"] * len(args)) + " </dev/null 2>&1", *args)
+    """openssl s_client against the local HTTPS listener; returns the command result.
+
+    Once h2 is negotiated nginx sends a binary SETTINGS frame, which s_client
+    prints raw: only printable text is kept (the exit status is s_client's).
+    """
+    command = ("openssl s_client -connect 127.0.0.1:443 -servername localhost " + " ".join(map(shlex.quote, args))
+               + " </dev/null 2>&1 | tr -cd '\\11\\12\\15\\40-\\176'")
+    return host.run("bash -o pipefail -c %s", command)
 
 
 def test_service_enabled_and_running(host):

@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
-from flaskops_testinfra import on_first_platform_only, run_converge, run_playbook
+from flaskops_testinfra import main_pid, on_first_platform_only, run_converge, run_playbook
 
 EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "."))
 RESTORE_PLAYBOOK = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / "playbooks" / "restore.yml"
@@ -35,10 +35,6 @@ def over_tcp(host, user: str, password: str | None, sql: str = "SELECT current_u
     prefix = "env PGPASSWORD=%s " if password is not None else "env -u PGPASSWORD "
     args = [password] if password is not None else []
     return host.run(prefix + "psql -X -At -w -h 127.0.0.1 -U %s -d %s -c %s", *args, user, db, sql)
-
-
-def main_pid(host) -> int:
-    return int(host.check_output("systemctl show -p MainPID --value %s", unit(host)))
 
 
 def reloads_logged(host) -> int:
@@ -134,27 +130,27 @@ def test_no_setting_is_waiting_for_a_restart(host):
 
 def test_config_changes_reload_or_restart_never_both(host):
     on_first_platform_only(host)
-    pid, reloads = main_pid(host), reloads_logged(host)
+    pid, reloads = main_pid(host, unit(host)), reloads_logged(host)
 
     # A setting a reload applies: the server keeps running, one reload.
     result = run_converge(host, {"postgres_settings": {"log_min_duration_statement": 250}})
     assert result.returncode == 0, result.failure_text or result.raw
-    assert main_pid(host) == pid
+    assert main_pid(host, unit(host)) == pid
     assert reloads_logged(host) == reloads + 1
     assert as_postgres(host, "SHOW log_min_duration_statement") == "250ms"
 
     # A setting read at start only: a restart, and no reload on top.
     result = run_converge(host, {"postgres_app_connections": 50, "postgres_settings": {"log_min_duration_statement": 250}})
     assert result.returncode == 0, result.failure_text or result.raw
-    assert main_pid(host) != pid
+    assert main_pid(host, unit(host)) != pid
     assert reloads_logged(host) == reloads + 1
     assert as_postgres(host, "SHOW max_connections") == "70"
-    pid = main_pid(host)
+    pid = main_pid(host, unit(host))
 
     # Both files change at once: one restart applies both.
     result = run_converge(host, {})
     assert result.returncode == 0, result.failure_text or result.raw
-    assert main_pid(host) != pid
+    assert main_pid(host, unit(host)) != pid
     assert reloads_logged(host) == reloads + 1
     assert as_postgres(host, "SHOW max_connections") == "60"
     assert as_postgres(host, "SHOW log_min_duration_statement") == "-1"
@@ -163,12 +159,12 @@ def test_config_changes_reload_or_restart_never_both(host):
 def test_a_value_postgres_rejects_fails_and_the_server_keeps_its_config(host):
     on_first_platform_only(host)
     live = f"/etc/postgresql/{version(host)}/main/conf.d/60-flaskops-reload.conf"
-    before, pid = host.file(live).sha256sum, main_pid(host)
+    before, pid = host.file(live).sha256sum, main_pid(host, unit(host))
     result = run_converge(host, {"postgres_settings": {"log_min_duration_statement": "soon"}}, tags=["postgres"])
     assert result.returncode != 0
     assert 'invalid value for parameter "log_min_duration_statement"' in result.failure_text
     assert host.file(live).sha256sum == before
-    assert main_pid(host) == pid
+    assert main_pid(host, unit(host)) == pid
     assert over_tcp(host, "flaskapp", app_password()).rc == 0
 
 
@@ -182,12 +178,12 @@ def test_a_value_postgres_rejects_fails_and_the_server_keeps_its_config(host):
 ])
 def test_bad_input_fails_before_any_change(host, bad, variable):
     on_first_platform_only(host)
-    pid = main_pid(host)
+    pid = main_pid(host, unit(host))
     result = run_converge(host, bad, tags=["postgres"])
     assert result.returncode != 0
     assert variable in result.failure_text, result.failure_text or result.raw
     assert result.changed == 0
-    assert main_pid(host) == pid
+    assert main_pid(host, unit(host)) == pid
 
 
 def newest_dump(host) -> str:
