@@ -160,7 +160,8 @@ def run_converge(host, extra_vars: dict, tags: list[str] | None = None) -> PlayR
                         tags)
 
 
-def run_playbook(host, playbook: str, extra_vars: dict, tags: list[str] | None = None) -> PlayResult:
+def run_playbook(host, playbook: str, extra_vars: dict, tags: list[str] | None = None,
+                 check: bool = False) -> PlayResult:
     """Run a playbook against this host (None: every host) through Molecule's inventory.
 
     The json stdout callback gives each failed task's message and stderr
@@ -173,6 +174,8 @@ def run_playbook(host, playbook: str, extra_vars: dict, tags: list[str] | None =
     cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], playbook, "-e", json.dumps(extra_vars)]
     if host is not None:
         cmd += ["--limit", host.backend.get_hostname()]
+    if check:
+        cmd += ["--check", "--diff"]
     if tags:
         cmd += ["--tags", ",".join(tags)]
     env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_NOCOLOR="1")

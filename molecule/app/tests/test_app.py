@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from flaskops_testinfra import (UWSGI_CLIENT, main_pid, on_first_platform_only, run_converge, uwsgi_request,
-                               uwsgi_stats, wait_for)
+                                uwsgi_stats, wait_for)
 
 SOCKET = "/run/uwsgi/flaskapp/uwsgi.sock"
 STATS = "/run/uwsgi/flaskapp/stats.sock"

@@ -1,0 +1,146 @@
+"""The stack over four hosts, driven from the lb host inside the private network.
+
+lb runs nginx, app1 and app2 run the app under uWSGI on TCP, db runs
+PostgreSQL. Load stays inside the project's own containers.
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+
+from flaskops_testinfra import http, run_playbook, uwsgi_request, uwsgi_stats, wait_for
+
+SITE = "https://127.0.0.1"
+STATS = "/run/uwsgi/flaskapp/stats.sock"
+PLAYBOOKS = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / "playbooks"
+
+
+def address(node) -> str:
+    return node.check_output("hostname -I").split()[0]
+
+
+def served(node) -> int:
+    return sum(worker["requests"] for worker in uwsgi_stats(node, STATS)["workers"])
+
+
+def test_uwsgi_listens_on_the_private_address_only(nodes):
+    for name in ("app1", "app2"):
+        node = nodes[name]
+        sockets = node.check_output("ss -Hltn 'sport = :3031'")
+        assert f"{address(node)}:3031" in sockets, sockets
+        assert "0.0.0.0:3031" not in sockets and "*:3031" not in sockets
+
+
+def test_requests_are_spread_over_both_app_hosts(nodes):
+    before = {name: served(nodes[name]) for name in ("app1", "app2")}
+    for attempt in range(20):
+        assert http(nodes["lb"], SITE + "/api/notes").status == 200
+    # A worker counts a request a moment after the client has its response.
+    assert wait_for(lambda: sum(served(nodes[name]) for name in ("app1", "app2")) - sum(before.values()) == 20,
+                    timeout=5)
+    after = {name: served(nodes[name]) for name in ("app1", "app2")}
+    for name in ("app1", "app2"):
+        assert after[name] - before[name] >= 5, (before, after)
+
+
+def test_a_record_written_through_one_app_host_is_read_through_the_other(nodes):
+    body = f"multinode {time.time_ns()}"
+    resp = http(nodes["lb"], SITE + "/api/notes", "POST", {"Content-Type": "application/json"},
+                json.dumps({"body": body}))
+    assert resp.status == 201
+    # Every app host reads the same database: ask each one directly.
+    for name in ("app1", "app2"):
+        node = nodes[name]
+        listed = uwsgi_request(node, f"{address(node)}:3031", "/api/notes")
+        assert body in listed.body, name
+
+
+def test_site_keeps_answering_with_one_app_host_down(nodes):
+    nodes["app1"].check_output("systemctl stop uwsgi-flaskapp")
+    try:
+        codes = [http(nodes["lb"], SITE + "/api/notes").status for attempt in range(12)]
+        assert codes == [200] * 12
+    finally:
+        nodes["app1"].check_output("systemctl start uwsgi-flaskapp")
+    assert wait_for(lambda: nodes["app1"].service("uwsgi-flaskapp").is_running, timeout=20)
+
+
+# Speaks the PostgreSQL startup message and reports the server's first answer:
+# "R" (asks for a password: pg_hba admits this host), "E" plus the message
+# (refused), or the socket error.
+_PG_PROBE = r"""
+import socket, struct, sys
+try:
+    s = socket.create_connection((sys.argv[1], 5432), timeout=5)
+except OSError as exc:
+    print("connect:" + type(exc).__name__); sys.exit()
+params = b"user\0flaskapp\0database\0flaskapp\0\0"
+s.sendall(struct.pack("!ii", 8 + len(params), 196608) + params)
+kind = s.recv(1)
+rest = s.recv(4096)
+print(kind.decode() + (":" + rest[4:].decode("utf-8", "replace") if kind == b"E" else ""))
+"""
+
+
+def pg_probe(node, db_address: str) -> str:
+    return node.check_output("python3 -c %s %s", _PG_PROBE, db_address)
+
+
+def test_database_admits_the_app_hosts_and_refuses_the_load_balancer(nodes):
+    db = address(nodes["db"])
+    for name in ("app1", "app2"):
+        assert pg_probe(nodes[name], db) == "R", name
+    refused = pg_probe(nodes["lb"], db)
+    assert refused.startswith(("E:", "connect:")), refused
+    if refused.startswith("E:"):
+        assert "no pg_hba.conf entry" in refused, refused
+    # The database is not on any other address than loopback and the private one.
+    listening = nodes["db"].check_output("ss -Hltn 'sport = :5432'")
+    assert "0.0.0.0:5432" not in listening and "*:5432" not in listening, listening
+
+
+# A bounded load loop run inside lb against its own nginx: keeps requesting
+# until told to stop (or 240 s, or 20000 requests), recording each status;
+# an exception counts as a failure (code 0).
+_LOAD = r"""
+import http.client, json, os, ssl, sys, time
+out, stop = sys.argv[1], sys.argv[2]
+ctx = ssl._create_unverified_context()
+codes, deadline = [], time.monotonic() + 240
+while not os.path.exists(stop) and time.monotonic() < deadline and len(codes) < 20000:
+    try:
+        conn = http.client.HTTPSConnection("127.0.0.1", 443, timeout=30, context=ctx)
+        conn.request("GET", "/api/notes")
+        codes.append(conn.getresponse().status)
+        conn.close()
+    except Exception:
+        codes.append(0)
+json.dump(codes, open(out, "w"))
+"""
+
+
+def current_release(node) -> str:
+    return node.check_output("readlink /srv/flaskapp/current")
+
+
+def test_deploy_and_rollback_under_load_fail_no_request(nodes):
+    lb = nodes["lb"]
+    first = {name: current_release(nodes[name]) for name in ("app1", "app2")}
+    lb.run("rm -f /tmp/load.stop /tmp/load.json")
+    lb.check_output("nohup python3 -c %s /tmp/load.json /tmp/load.stop >/dev/null 2>&1 &", _LOAD)
+    try:
+        deployed = run_playbook(None, str(PLAYBOOKS / "deploy.yml"), {"flask_app_release": "multinode-2"})
+        assert deployed.returncode == 0, deployed.failure_text or deployed.raw
+        for name in ("app1", "app2"):
+            assert current_release(nodes[name]).endswith("/multinode-2"), name
+        rolled_back = run_playbook(None, str(PLAYBOOKS / "rollback.yml"), {})
+        assert rolled_back.returncode == 0, rolled_back.failure_text or rolled_back.raw
+        for name in ("app1", "app2"):
+            assert current_release(nodes[name]) == first[name], name
+    finally:
+        lb.run("touch /tmp/load.stop")
+    assert wait_for(lambda: lb.file("/tmp/load.json").exists, timeout=60)
+    codes = json.loads(lb.check_output("cat /tmp/load.json"))
+    assert len(codes) > 100, len(codes)
+    assert set(codes) == {200}, {code: codes.count(code) for code in set(codes)}
