@@ -11,7 +11,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export FLASKOPS_EXTRA_CA_FILE = $(shell scripts/testbed.sh ca)
 # Scenarios `make test` runs, longest first; MOLECULE_JOBS of them at a time.
 # `make molecule SCENARIOS=base` runs one.
-SCENARIOS   ?= app nginx postgres base
+SCENARIOS   ?= multinode default default-trixie app nginx postgres base
 export MOLECULE_JOBS ?= 2
 SUITES      ?= bookworm trixie
 
@@ -58,10 +58,11 @@ sanity: venv ## ansible-test sanity from an ansible_collections/flaskops/stack c
 sample-app-test: venv ## the sample app's pytest suite against a real PostgreSQL
 	@scripts/test-sample-app.sh
 
-collection-test: venv ## build the collection tarball and install it into a temporary path
-	@scripts/test-collection.sh
+collection-test: venv ## build the collection tarball, install it into .cache/installed-collections, resolve it
+	@FLASKOPS_INSTALLED_COLLECTIONS=$(CACHE)/installed-collections scripts/test-collection.sh
 
-molecule: venv collection-link images ## every Molecule scenario in SCENARIOS
+# The `default` scenario runs the playbook from the installed tarball (collection-test).
+molecule: venv collection-link collection-test images ## every Molecule scenario in SCENARIOS
 	@scripts/molecule-all.sh $(SCENARIOS)
 
 changelog: venv ## release the changelog fragments into CHANGELOG.rst

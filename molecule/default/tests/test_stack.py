@@ -1,0 +1,123 @@
+"""The whole stack on one host, driven from outside its processes.
+
+Every request goes client -> nginx (TLS) -> uWSGI socket -> Flask ->
+PostgreSQL and back; the client is a python3 inside the host talking to its
+own loopback.
+"""
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+from flaskops_testinfra import http, run_playbook, uwsgi_stats, wait_for
+
+SITE = "https://127.0.0.1"
+STATS = "/run/uwsgi/flaskapp/stats.sock"
+
+
+def postgres_unit(host) -> str:
+    version = {"12": "15", "13": "17"}[host.check_output("cut -d. -f1 /etc/debian_version")]
+    return f"postgresql@{version}-main"
+
+
+def services(host) -> list[str]:
+    return ["nginx", "uwsgi-flaskapp", postgres_unit(host)]
+
+
+def create_note(host, body: str) -> dict:
+    resp = http(host, SITE + "/api/notes", "POST", {"Content-Type": "application/json"}, json.dumps({"body": body}))
+    assert resp.status == 201, resp.body
+    return json.loads(resp.body)
+
+
+def listed_bodies(host) -> list[str]:
+    resp = http(host, SITE + "/api/notes")
+    assert resp.status == 200, resp.body
+    return [note["body"] for note in json.loads(resp.body)["notes"]]
+
+
+def app_requests(host) -> int:
+    """Requests uWSGI's workers have served so far (from its stats server)."""
+    return sum(worker["requests"] for worker in uwsgi_stats(host, STATS)["workers"])
+
+
+def stack_answers(host) -> bool:
+    return http(host, SITE + "/health").status == 200
+
+
+def test_every_service_is_enabled_and_running(host):
+    for name in services(host):
+        service = host.service(name)
+        assert service.is_enabled and service.is_running, name
+
+
+def test_a_record_made_over_https_is_listed_back(host):
+    body = f"note {time.time_ns()}"
+    created = create_note(host, body)
+    assert created["body"] == body
+    assert body in listed_bodies(host)
+
+
+def test_health_is_ok_with_the_database_up(host):
+    resp = http(host, SITE + "/health")
+    assert resp.status == 200
+    assert json.loads(resp.body) == {"status": "ok", "database": "up"}
+
+
+def test_static_files_are_served_by_nginx_without_touching_uwsgi(host):
+    # A worker counts a request once it has sent the response, a moment after
+    # the client has it: let the counters settle before and after.
+    time.sleep(1)
+    before = app_requests(host)
+    for path in ("/static/css/app.css", "/favicon.ico", "/robots.txt"):
+        assert http(host, SITE + path).status == 200, path
+    time.sleep(1)
+    assert app_requests(host) == before
+    # The counter does move for a page the app makes.
+    assert http(host, SITE + "/api/notes").status == 200
+    assert wait_for(lambda: app_requests(host) == before + 1, timeout=5)
+
+
+def test_http_redirects_to_https(host):
+    resp = http(host, "http://127.0.0.1/api/notes?x=1")
+    assert resp.status == 301
+    assert resp.headers["location"] == "https://127.0.0.1/api/notes?x=1"
+
+
+@pytest.mark.parametrize("service", ["nginx", "uwsgi", "postgresql"])
+def test_each_service_comes_back_after_a_restart_with_the_data(host, service):
+    body = f"before restarting {service} {time.time_ns()}"
+    create_note(host, body)
+    unit = {"nginx": "nginx", "uwsgi": "uwsgi-flaskapp", "postgresql": postgres_unit(host)}[service]
+    host.check_output("systemctl restart %s", unit)
+    assert wait_for(lambda: stack_answers(host), timeout=30), f"the site did not come back after restarting {unit}"
+    for name in services(host):
+        assert host.service(name).is_enabled and host.service(name).is_running, name
+    assert body in listed_bodies(host)
+
+
+def test_everything_comes_back_after_the_host_restarts(host):
+    body = f"before the host restarts {time.time_ns()}"
+    create_note(host, body)
+    container = host.backend.get_hostname()
+    subprocess.run(["docker", "restart", container], check=True, capture_output=True, timeout=120)
+    state = ""
+    for attempt in range(90):
+        state = host.run("systemctl is-system-running").stdout.strip()
+        if state in ("running", "degraded"):
+            break
+        time.sleep(1)
+    assert state == "running", host.run("systemctl --failed --no-pager").stdout
+    assert wait_for(lambda: stack_answers(host), timeout=60)
+    for name in services(host):
+        assert host.service(name).is_enabled and host.service(name).is_running, name
+    assert body in listed_bodies(host)
+
+
+def test_check_mode_on_the_converged_stack_reports_no_change(host):
+    playbook = os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "converge.yml")
+    result = run_playbook(host, playbook, {}, check=True)
+    assert result.returncode == 0, result.failure_text or result.raw
+    assert result.changed == 0, result.raw
