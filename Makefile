@@ -16,7 +16,7 @@ export MOLECULE_JOBS ?= 2
 SUITES      ?= bookworm trixie
 
 .PHONY: role-docs changelog-lint help venv collection-link engine images up down test lint yamllint ansible-lint \
-        sanity sample-app-test collection-test molecule changelog clean
+        sanity sample-app-test wiring-test collection-test molecule changelog clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -41,7 +41,7 @@ up: venv collection-link ## bring the whole stack up on a local container host, 
 down: venv ## remove the local container host
 	@scripts/local-host.sh down
 
-test: venv collection-link lint sample-app-test collection-test sanity images molecule ## everything the project checks
+test: venv collection-link lint sample-app-test wiring-test collection-test sanity images molecule ## everything the project checks
 	@echo "make test: all checks passed"
 
 lint: yamllint ansible-lint changelog-lint role-docs ## yamllint, ansible-lint (production profile), changelog, README tables
@@ -57,6 +57,9 @@ sanity: venv ## ansible-test sanity from an ansible_collections/flaskops/stack c
 
 sample-app-test: venv ## the sample app's pytest suite against a real PostgreSQL
 	@scripts/test-sample-app.sh
+
+wiring-test: venv ## what site.yml wires into each role for several inventory layouts (no hosts needed)
+	python -m pytest -q -p no:cacheprovider tests/wiring
 
 collection-test: venv ## build the collection tarball, install it into .cache/installed-collections, resolve it
 	@FLASKOPS_INSTALLED_COLLECTIONS=$(CACHE)/installed-collections scripts/test-collection.sh
