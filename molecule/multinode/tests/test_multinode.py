@@ -129,6 +129,7 @@ def test_deploy_and_rollback_under_load_fail_no_request(nodes):
     first = {name: current_release(nodes[name]) for name in ("app1", "app2")}
     lb.run("rm -f /tmp/load.stop /tmp/load.json")
     lb.check_output("nohup python3 -c %s /tmp/load.json /tmp/load.stop >/dev/null 2>&1 &", _LOAD)
+    started = time.monotonic()
     try:
         deployed = run_playbook(None, str(PLAYBOOKS / "deploy.yml"), {"flask_app_release": "multinode-2"})
         assert deployed.returncode == 0, deployed.failure_text or deployed.raw
@@ -142,5 +143,10 @@ def test_deploy_and_rollback_under_load_fail_no_request(nodes):
         lb.run("touch /tmp/load.stop")
     assert wait_for(lambda: lb.file("/tmp/load.json").exists, timeout=60)
     codes = json.loads(lb.check_output("cat /tmp/load.json"))
+    # What the roll measured, kept for the record (.cache/measurements/).
+    record = PLAYBOOKS.parent / ".cache" / "measurements" / "multinode-deploy-under-load.json"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"requests": len(codes), "statuses": {str(c): codes.count(c) for c in set(codes)},
+                                  "seconds": round(time.monotonic() - started, 1)}) + "\n")
     assert len(codes) > 100, len(codes)
     assert set(codes) == {200}, {code: codes.count(code) for code in set(codes)}
