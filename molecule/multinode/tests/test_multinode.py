@@ -101,14 +101,14 @@ def test_database_admits_the_app_hosts_and_refuses_the_load_balancer(nodes):
 
 
 # A bounded load loop run inside lb against its own nginx: keeps requesting
-# until told to stop (or 240 s, or 20000 requests), recording each status;
+# until told to stop (or 420 s, or 100000 requests), recording each status;
 # an exception counts as a failure (code 0).
 _LOAD = r"""
 import http.client, json, os, ssl, sys, time
 out, stop = sys.argv[1], sys.argv[2]
 ctx = ssl._create_unverified_context()
-codes, deadline = [], time.monotonic() + 240
-while not os.path.exists(stop) and time.monotonic() < deadline and len(codes) < 20000:
+codes, deadline = [], time.monotonic() + 420
+while not os.path.exists(stop) and time.monotonic() < deadline and len(codes) < 100000:
     try:
         conn = http.client.HTTPSConnection("127.0.0.1", 443, timeout=30, context=ctx)
         conn.request("GET", "/api/notes")
@@ -139,6 +139,8 @@ def test_deploy_and_rollback_under_load_fail_no_request(nodes):
         assert rolled_back.returncode == 0, rolled_back.failure_text or rolled_back.raw
         for name in ("app1", "app2"):
             assert current_release(nodes[name]) == first[name], name
+        # The load ran through the whole roll: it has not stopped on its own.
+        assert not lb.file("/tmp/load.json").exists, "the load loop ended before the rollback did"
     finally:
         lb.run("touch /tmp/load.stop")
     assert wait_for(lambda: lb.file("/tmp/load.json").exists, timeout=60)
