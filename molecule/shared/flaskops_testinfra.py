@@ -113,6 +113,26 @@ def uwsgi_stats(host, socket_path: str) -> dict:
     return json.loads(host.check_output("python3 -c %s %s", _STATS_CLIENT, socket_path))
 
 
+def uwsgi_requests_served(host, socket_path: str) -> int:
+    """Requests uWSGI's workers have answered so far (a worker counts one a
+    moment after the client has its response)."""
+    return sum(worker["requests"] for worker in uwsgi_stats(host, socket_path)["workers"])
+
+
+# The distribution's PostgreSQL per Debian release.
+POSTGRES_VERSIONS = {"12": "15", "13": "17"}
+
+
+def postgres_version(host) -> str:
+    """The PostgreSQL major version the host's Debian release ships."""
+    return POSTGRES_VERSIONS[host.check_output("cut -d. -f1 /etc/debian_version")]
+
+
+def postgres_unit(host) -> str:
+    """The systemd unit of the host's main PostgreSQL cluster."""
+    return f"postgresql@{postgres_version(host)}-main"
+
+
 def main_pid(host, unit: str) -> int:
     """The main PID systemd has for a unit (0 when it has none)."""
     return int(host.check_output("systemctl show -p MainPID --value %s", unit))

@@ -11,15 +11,10 @@ import subprocess
 import time
 
 import pytest
-from flaskops_testinfra import http, run_playbook, uwsgi_stats, wait_for
+from flaskops_testinfra import http, postgres_unit, run_playbook, uwsgi_requests_served, wait_for
 
 SITE = "https://127.0.0.1"
 STATS = "/run/uwsgi/flaskapp/stats.sock"
-
-
-def postgres_unit(host) -> str:
-    version = {"12": "15", "13": "17"}[host.check_output("cut -d. -f1 /etc/debian_version")]
-    return f"postgresql@{version}-main"
 
 
 def services(host) -> list[str]:
@@ -36,11 +31,6 @@ def listed_bodies(host) -> list[str]:
     resp = http(host, SITE + "/api/notes")
     assert resp.status == 200, resp.body
     return [note["body"] for note in json.loads(resp.body)["notes"]]
-
-
-def app_requests(host) -> int:
-    """Requests uWSGI's workers have served so far (from its stats server)."""
-    return sum(worker["requests"] for worker in uwsgi_stats(host, STATS)["workers"])
 
 
 def stack_answers(host) -> bool:
@@ -70,14 +60,14 @@ def test_static_files_are_served_by_nginx_without_touching_uwsgi(host):
     # A worker counts a request once it has sent the response, a moment after
     # the client has it: let the counters settle before and after.
     time.sleep(1)
-    before = app_requests(host)
+    before = uwsgi_requests_served(host, STATS)
     for path in ("/static/css/app.css", "/favicon.ico", "/robots.txt"):
         assert http(host, SITE + path).status == 200, path
     time.sleep(1)
-    assert app_requests(host) == before
+    assert uwsgi_requests_served(host, STATS) == before
     # The counter does move for a page the app makes.
     assert http(host, SITE + "/api/notes").status == 200
-    assert wait_for(lambda: app_requests(host) == before + 1, timeout=5)
+    assert wait_for(lambda: uwsgi_requests_served(host, STATS) == before + 1, timeout=5)
 
 
 def test_http_redirects_to_https(host):

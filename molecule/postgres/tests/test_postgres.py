@@ -5,24 +5,15 @@ import re
 from pathlib import Path
 
 import pytest
-from flaskops_testinfra import main_pid, on_first_platform_only, run_converge, run_playbook
+from flaskops_testinfra import (main_pid, on_first_platform_only, postgres_unit, postgres_version, run_converge,
+                                run_playbook)
 
 EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "."))
 RESTORE_PLAYBOOK = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / "playbooks" / "restore.yml"
-# The distribution's PostgreSQL per Debian release.
-VERSIONS = {"12": "15", "13": "17"}
 
 
 def app_password() -> str:
     return (EPHEMERAL / "app-db-password").read_text().split()[0]
-
-
-def version(host) -> str:
-    return VERSIONS[host.check_output("cut -d. -f1 /etc/debian_version")]
-
-
-def unit(host) -> str:
-    return f"postgresql@{version(host)}-main"
 
 
 def as_postgres(host, sql: str, db: str = "postgres") -> str:
@@ -38,15 +29,15 @@ def over_tcp(host, user: str, password: str | None, sql: str = "SELECT current_u
 
 
 def reloads_logged(host) -> int:
-    log = f"/var/log/postgresql/postgresql-{version(host)}-main.log"
+    log = f"/var/log/postgresql/postgresql-{postgres_version(host)}-main.log"
     return int(host.check_output("grep -c 'received SIGHUP' %s || true", log) or 0)
 
 
 def test_server_enabled_and_running(host):
-    assert host.service(unit(host)).is_running
-    assert host.service(unit(host)).is_enabled
+    assert host.service(postgres_unit(host)).is_running
+    assert host.service(postgres_unit(host)).is_enabled
     assert host.service("postgresql").is_enabled
-    assert as_postgres(host, "SHOW server_version_num")[:2] == version(host)
+    assert as_postgres(host, "SHOW server_version_num")[:2] == postgres_version(host)
 
 
 def test_listens_on_loopback_only(host):
@@ -130,27 +121,27 @@ def test_no_setting_is_waiting_for_a_restart(host):
 
 def test_config_changes_reload_or_restart_never_both(host):
     on_first_platform_only(host)
-    pid, reloads = main_pid(host, unit(host)), reloads_logged(host)
+    pid, reloads = main_pid(host, postgres_unit(host)), reloads_logged(host)
 
     # A setting a reload applies: the server keeps running, one reload.
     result = run_converge(host, {"postgres_settings": {"log_min_duration_statement": 250}})
     assert result.returncode == 0, result.failure_text or result.raw
-    assert main_pid(host, unit(host)) == pid
+    assert main_pid(host, postgres_unit(host)) == pid
     assert reloads_logged(host) == reloads + 1
     assert as_postgres(host, "SHOW log_min_duration_statement") == "250ms"
 
     # A setting read at start only: a restart, and no reload on top.
     result = run_converge(host, {"postgres_app_connections": 50, "postgres_settings": {"log_min_duration_statement": 250}})
     assert result.returncode == 0, result.failure_text or result.raw
-    assert main_pid(host, unit(host)) != pid
+    assert main_pid(host, postgres_unit(host)) != pid
     assert reloads_logged(host) == reloads + 1
     assert as_postgres(host, "SHOW max_connections") == "70"
-    pid = main_pid(host, unit(host))
+    pid = main_pid(host, postgres_unit(host))
 
     # Both files change at once: one restart applies both.
     result = run_converge(host, {})
     assert result.returncode == 0, result.failure_text or result.raw
-    assert main_pid(host, unit(host)) != pid
+    assert main_pid(host, postgres_unit(host)) != pid
     assert reloads_logged(host) == reloads + 1
     assert as_postgres(host, "SHOW max_connections") == "60"
     assert as_postgres(host, "SHOW log_min_duration_statement") == "-1"
@@ -158,13 +149,13 @@ def test_config_changes_reload_or_restart_never_both(host):
 
 def test_a_value_postgres_rejects_fails_and_the_server_keeps_its_config(host):
     on_first_platform_only(host)
-    live = f"/etc/postgresql/{version(host)}/main/conf.d/60-flaskops-reload.conf"
-    before, pid = host.file(live).sha256sum, main_pid(host, unit(host))
+    live = f"/etc/postgresql/{postgres_version(host)}/main/conf.d/60-flaskops-reload.conf"
+    before, pid = host.file(live).sha256sum, main_pid(host, postgres_unit(host))
     result = run_converge(host, {"postgres_settings": {"log_min_duration_statement": "soon"}}, tags=["postgres"])
     assert result.returncode != 0
     assert 'invalid value for parameter "log_min_duration_statement"' in result.failure_text
     assert host.file(live).sha256sum == before
-    assert main_pid(host, unit(host)) == pid
+    assert main_pid(host, postgres_unit(host)) == pid
     assert over_tcp(host, "flaskapp", app_password()).rc == 0
 
 
@@ -178,12 +169,12 @@ def test_a_value_postgres_rejects_fails_and_the_server_keeps_its_config(host):
 ])
 def test_bad_input_fails_before_any_change(host, bad, variable):
     on_first_platform_only(host)
-    pid = main_pid(host, unit(host))
+    pid = main_pid(host, postgres_unit(host))
     result = run_converge(host, bad, tags=["postgres"])
     assert result.returncode != 0
     assert variable in result.failure_text, result.failure_text or result.raw
     assert result.changed == 0
-    assert main_pid(host, unit(host)) == pid
+    assert main_pid(host, postgres_unit(host)) == pid
 
 
 def newest_dump(host) -> str:
