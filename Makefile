@@ -16,7 +16,7 @@ export MOLECULE_JOBS ?= 2
 SUITES      ?= bookworm trixie
 
 .PHONY: role-docs changelog-lint help venv collection-link engine images up down test lint yamllint ansible-lint \
-        sanity sample-app-test wiring-test collection-test molecule changelog clean
+        sanity sample-app-test wiring-test collection-test molecule changelog clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ images: ## build or reuse the Debian base images of the test bed
 up: venv collection-link ## bring the whole stack up on a local container host, print its URL
 	@scripts/testbed.sh image bookworm >/dev/null
 	@scripts/local-host.sh up
+
+bench: venv collection-link ## provisioning and serving benchmarks on a fresh container host (docs/benchmarks.md)
+	@scripts/bench.sh
 
 down: venv ## remove the local container host
 	@scripts/local-host.sh down

@@ -2,8 +2,10 @@
 # The `make up` / `make down` host: one systemd container from the test bed's
 # bookworm image, ports published on 127.0.0.1, provisioned by site.yml.
 #
-#   scripts/local-host.sh up     create/start the container, run site.yml, print the URL
-#   scripts/local-host.sh down   remove the container
+#   scripts/local-host.sh up             create/start the container, run site.yml, print the URL
+#   scripts/local-host.sh down           remove the container
+#   scripts/local-host.sh create NAME    a fresh systemd container NAME from the
+#                                        same image, no published ports (make bench)
 #
 # FLASKOPS_HTTP_PORT (default 8080) and FLASKOPS_HTTPS_PORT (default 8443)
 # choose the published ports.
@@ -22,6 +24,28 @@ SYSTEMD_FLAGS=(--cap-add SYS_ADMIN --cap-add NET_ADMIN
   --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw
   --tmpfs /run --tmpfs /run/lock --tmpfs /tmp --stop-signal SIGRTMIN+3)
 
+# Waits until systemd in container $1 has booted.
+wait_for_systemd() {
+  local state=""
+  for _ in $(seq 1 60); do
+    state=$(docker exec "$1" systemctl is-system-running 2>/dev/null || true)
+    case "$state" in running|degraded) return 0 ;; esac
+    sleep 1
+  done
+  log "systemd in $1 did not come up (state: ${state:-none})"
+  exit 1
+}
+
+# A fresh container $1 (an old one of that name is removed), no ports published.
+create() {
+  local name=${1:?usage: $0 create NAME}
+  "$REPO_ROOT/scripts/testbed.sh" engine
+  docker rm -f "$name" >/dev/null 2>&1 || true
+  log "creating $name from $IMAGE"
+  docker run -d --name "$name" --hostname "$name" "${SYSTEMD_FLAGS[@]}" "$IMAGE" >/dev/null
+  wait_for_systemd "$name"
+}
+
 up() {
   "$REPO_ROOT/scripts/testbed.sh" engine
   if ! docker container inspect "$NAME" >/dev/null 2>&1; then
@@ -31,13 +55,7 @@ up() {
   elif [ "$(docker container inspect -f '{{.State.Running}}' "$NAME")" != true ]; then
     docker start "$NAME" >/dev/null
   fi
-  local state=""
-  for _ in $(seq 1 60); do
-    state=$(docker exec "$NAME" systemctl is-system-running 2>/dev/null || true)
-    case "$state" in running|degraded) break ;; esac
-    sleep 1
-  done
-  case "$state" in running|degraded) ;; *) log "systemd in $NAME did not come up (state: ${state:-none})"; exit 1 ;; esac
+  wait_for_systemd "$NAME"
 
   (cd "$REPO_ROOT" && ansible-playbook -i inventories/local playbooks/site.yml)
 
@@ -62,5 +80,6 @@ down() {
 case "${1:-}" in
   up) up ;;
   down) down ;;
-  *) echo "usage: $0 up|down" >&2; exit 2 ;;
+  create) create "${2:-}" ;;
+  *) echo "usage: $0 up|down|create NAME" >&2; exit 2 ;;
 esac
