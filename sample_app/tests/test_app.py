@@ -98,6 +98,37 @@ def test_init_db_command_is_idempotent(app):
         assert "up to date" in result.output
 
 
+def test_init_db_run_at_once_from_several_hosts_does_not_race(app):
+    # What site.yml does with several app hosts: each runs init-db on the same
+    # database at the same moment. Without the schema lock one of them fails
+    # with DuplicateTable now and then; repeated to make that likely.
+    import threading
+
+    from app.cli import create_schema
+
+    for _round in range(5):
+        with app.app_context():
+            db.drop_all()
+        barrier, errors = threading.Barrier(3), []
+
+        def init():
+            try:
+                with app.app_context():
+                    barrier.wait()
+                    create_schema()
+            except Exception as exc:  # noqa: BLE001 - any failure is the finding
+                errors.append(exc)
+
+        threads = [threading.Thread(target=init) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        with app.app_context():
+            assert db.session.query(Note).count() == 0
+
+
 def test_data_pages_are_never_stored_by_a_cache(client):
     for path in ("/", "/api/notes", "/api/client", "/health"):
         response = client.get(path)
