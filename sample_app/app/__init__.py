@@ -7,6 +7,8 @@ DATABASE_URL      PostgreSQL URL, e.g. postgresql://notes:secret@127.0.0.1/notes
 SECRET_KEY        required unless FLASK_DEBUG is on
 TRUSTED_PROXIES   how many reverse proxies in front of the app set
                   X-Forwarded-For/-Proto/-Host (default 1: nginx); 0 trusts none
+FLASKOPS_DIAGNOSTICS  1 registers the /diag/ endpoints of fault tests
+                  (app/diagnostics.py); off unless set
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ def load_config(environ: Mapping[str, str]) -> dict[str, Any]:
         },
         "TRUSTED_PROXIES": hops,
         "NOTE_MAX_LENGTH": 500,
+        "DIAGNOSTICS": _truthy(environ.get("FLASKOPS_DIAGNOSTICS")),
     }
 
 
@@ -81,6 +84,10 @@ def create_app(overrides: Mapping[str, Any] | None = None, environ: Mapping[str,
     from .routes import bp
 
     app.register_blueprint(bp)
+    if app.config["DIAGNOSTICS"]:
+        from .diagnostics import bp as diagnostics
+
+        app.register_blueprint(diagnostics)
 
     from .cli import register
 

@@ -140,3 +140,20 @@ def test_info_may_be_cached_for_a_few_seconds(client):
     assert response.status_code == 200
     assert response.get_json()["app"] == "flaskops sample app"
     assert response.headers["Cache-Control"] == "public, max-age=5"
+
+
+def test_diagnostics_are_off_unless_turned_on(client):
+    assert client.get("/diag/sleep/0").status_code == 404
+    assert client.get("/diag/grow/1").status_code == 404
+
+
+def test_diagnostics_sleep_and_grow_when_turned_on(database_url):
+    environ = {"SECRET_KEY": "s", "DATABASE_URL": database_url, "FLASKOPS_DIAGNOSTICS": "1"}
+    client = create_app({"TESTING": True}, environ=environ).test_client()
+    slept = client.get("/diag/sleep/0.2")
+    assert slept.status_code == 200 and slept.get_json()["slept"] >= 0.2
+    assert slept.headers["Cache-Control"] == "no-store"
+    assert client.get("/diag/sleep/601").status_code == 400
+    first = client.get("/diag/grow/2").get_json()["kept_mb"]
+    assert client.get("/diag/grow/3").get_json()["kept_mb"] == first + 3
+    assert client.get("/diag/grow/1025").status_code == 400
