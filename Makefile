@@ -11,7 +11,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export FLASKOPS_EXTRA_CA_FILE = $(shell scripts/testbed.sh ca)
 # Scenarios `make test` runs, longest first; MOLECULE_JOBS of them at a time.
 # `make molecule SCENARIOS=base` runs one.
-SCENARIOS   ?= multinode default default-trixie app nginx postgres base
+SCENARIOS   ?= multinode default default-trixie app nginx faults postgres base
 export MOLECULE_JOBS ?= 2
 SUITES      ?= bookworm trixie
 

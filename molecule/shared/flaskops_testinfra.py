@@ -138,6 +138,53 @@ def main_pid(host, unit: str) -> int:
     return int(host.check_output("systemctl show -p MainPID --value %s", unit))
 
 
+# A bounded load loop run inside a host against its own nginx: requests PATH
+# over HTTPS until told to stop (or MAX_SECONDS, or 100000 requests),
+# recording each status; an exception counts as a failure (code 0).
+# argv: out-file stop-file path max-seconds
+_LOAD = r"""
+import http.client, json, os, ssl, sys, time
+out, stop, path = sys.argv[1], sys.argv[2], sys.argv[3]
+ctx = ssl._create_unverified_context()
+codes, deadline = [], time.monotonic() + float(sys.argv[4])
+while not os.path.exists(stop) and time.monotonic() < deadline and len(codes) < 100000:
+    try:
+        conn = http.client.HTTPSConnection("127.0.0.1", 443, timeout=30, context=ctx)
+        conn.request("GET", path)
+        codes.append(conn.getresponse().status)
+        conn.close()
+    except Exception:
+        codes.append(0)
+json.dump(codes, open(out, "w"))
+"""
+
+
+def start_load(host, path: str = "/api/notes", max_seconds: int = 420, name: str = "load") -> None:
+    """Start the load loop in the background inside host (see stop_load)."""
+    host.run("rm -f /tmp/%s.stop /tmp/%s.json", name, name)
+    host.check_output("nohup python3 -c %s /tmp/%s.json /tmp/%s.stop %s %s >/dev/null 2>&1 &",
+                      _LOAD, name, name, path, str(max_seconds))
+
+
+def load_running(host, name: str = "load") -> bool:
+    """True while the loop has not ended (it writes its statuses when it ends)."""
+    return not host.file(f"/tmp/{name}.json").exists
+
+
+def stop_load(host, name: str = "load") -> list[int]:
+    """Stop the loop and return the status of every request it made."""
+    import json
+
+    host.run("touch /tmp/%s.stop", name)
+    assert wait_for(lambda: host.file(f"/tmp/{name}.json").exists, timeout=60), "the load loop did not stop"
+    return json.loads(host.check_output("cat /tmp/%s.json", name))
+
+
+def statuses(codes: list[int]) -> dict[int, int]:
+    """How many requests got each status."""
+    return {code: codes.count(code) for code in sorted(set(codes))}
+
+
 def wait_for(predicate, timeout: float = 30, step: float = 0.5) -> bool:
     """Poll predicate until it is true; a predicate whose command fails counts as not yet."""
     import time
@@ -156,11 +203,13 @@ def wait_for(predicate, timeout: float = 30, step: float = 0.5) -> bool:
 class PlayResult:
     """Outcome of an ansible-playbook run: exit code and what each failed task said."""
 
-    def __init__(self, returncode: int, failures: list[str], changed: int, raw: str) -> None:
+    def __init__(self, returncode: int, failures: list[str], changed: int, raw: str, output: str = "") -> None:
         self.returncode = returncode
         self.failures = failures
         self.changed = changed
         self.raw = raw
+        # Everything the run printed (raw is its tail, for assertion messages).
+        self.output = output
 
     @property
     def failure_text(self) -> str:
@@ -218,7 +267,8 @@ def run_playbook(host, playbook: str, extra_vars: dict, tags: list[str] | None =
                         [f"{result.get('msg', '')} {result.get('stderr', '')}"]
                     failures.append("{}: {}".format(task["task"]["name"], " | ".join(said)))
     changed = sum(stats.get("changed", 0) for stats in report.get("stats", {}).values())
-    return PlayResult(proc.returncode, failures, changed, proc.stdout[-3000:] + proc.stderr[-3000:])
+    return PlayResult(proc.returncode, failures, changed, proc.stdout[-3000:] + proc.stderr[-3000:],
+                      proc.stdout + proc.stderr)
 
 
 def on_first_platform_only(host) -> None:

@@ -119,7 +119,7 @@ def test_init_db_run_at_once_from_several_hosts_does_not_race(app):
             except Exception as exc:  # noqa: BLE001 - any failure is the finding
                 errors.append(exc)
 
-        threads = [threading.Thread(target=init) for _ in range(3)]
+        threads = [threading.Thread(target=init) for _thread in range(3)]
         for thread in threads:
             thread.start()
         for thread in threads:

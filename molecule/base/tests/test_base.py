@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
+from flaskops_testinfra import on_first_platform_only, run_converge
 
 STORE = "/etc/ssl/certs/ca-certificates.crt"
 PEM = re.compile(r"-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----")
@@ -51,3 +52,20 @@ def test_pip_uses_the_system_store(host):
         "print(c['global']['cert'])\"")
     assert value == STORE
     assert host.file(value).exists
+
+
+@pytest.mark.parametrize("bad, variable", [
+    ({"base_apt_cache_valid_time": -1}, "base_apt_cache_valid_time"),
+    ({"base_apt_cache_valid_time": "daily"}, "base_apt_cache_valid_time"),
+    ({"base_ca_certificates_files": ["/nonexistent/extra-ca.pem"]}, "base_ca_certificates_files"),
+    ({"base_pip_use_system_ca": "maybe"}, "base_pip_use_system_ca"),
+    ({"base_extra_packages": {"name": "curl"}}, "base_extra_packages"),
+])
+def test_bad_input_fails_before_any_change(host, bad, variable):
+    on_first_platform_only(host)
+    before = host.file(STORE).sha256sum
+    result = run_converge(host, bad)
+    assert result.returncode != 0
+    assert variable in result.failure_text, result.failure_text or result.raw
+    assert result.changed == 0
+    assert host.file(STORE).sha256sum == before

@@ -9,7 +9,8 @@ import os
 import time
 from pathlib import Path
 
-from flaskops_testinfra import http, run_playbook, uwsgi_request, uwsgi_requests_served, wait_for
+from flaskops_testinfra import (http, load_running, run_playbook, start_load, statuses, stop_load, uwsgi_request,
+                                uwsgi_requests_served, wait_for)
 
 SITE = "https://127.0.0.1"
 STATS = "/run/uwsgi/flaskapp/stats.sock"
@@ -97,26 +98,6 @@ def test_database_admits_the_app_hosts_and_refuses_the_load_balancer(nodes):
     assert "0.0.0.0:5432" not in listening and "*:5432" not in listening, listening
 
 
-# A bounded load loop run inside lb against its own nginx: keeps requesting
-# until told to stop (or 420 s, or 100000 requests), recording each status;
-# an exception counts as a failure (code 0).
-_LOAD = r"""
-import http.client, json, os, ssl, sys, time
-out, stop = sys.argv[1], sys.argv[2]
-ctx = ssl._create_unverified_context()
-codes, deadline = [], time.monotonic() + 420
-while not os.path.exists(stop) and time.monotonic() < deadline and len(codes) < 100000:
-    try:
-        conn = http.client.HTTPSConnection("127.0.0.1", 443, timeout=30, context=ctx)
-        conn.request("GET", "/api/notes")
-        codes.append(conn.getresponse().status)
-        conn.close()
-    except Exception:
-        codes.append(0)
-json.dump(codes, open(out, "w"))
-"""
-
-
 def current_release(node) -> str:
     return node.check_output("readlink /srv/flaskapp/current")
 
@@ -124,8 +105,7 @@ def current_release(node) -> str:
 def test_deploy_and_rollback_under_load_fail_no_request(nodes):
     lb = nodes["lb"]
     first = {name: current_release(nodes[name]) for name in ("app1", "app2")}
-    lb.run("rm -f /tmp/load.stop /tmp/load.json")
-    lb.check_output("nohup python3 -c %s /tmp/load.json /tmp/load.stop >/dev/null 2>&1 &", _LOAD)
+    start_load(lb)
     started = time.monotonic()
     try:
         deployed = run_playbook(None, str(PLAYBOOKS / "deploy.yml"), {"flask_app_release": "multinode-2"})
@@ -137,15 +117,13 @@ def test_deploy_and_rollback_under_load_fail_no_request(nodes):
         for name in ("app1", "app2"):
             assert current_release(nodes[name]) == first[name], name
         # The load ran through the whole roll: it has not stopped on its own.
-        assert not lb.file("/tmp/load.json").exists, "the load loop ended before the rollback did"
+        assert load_running(lb), "the load loop ended before the rollback did"
     finally:
-        lb.run("touch /tmp/load.stop")
-    assert wait_for(lambda: lb.file("/tmp/load.json").exists, timeout=60)
-    codes = json.loads(lb.check_output("cat /tmp/load.json"))
+        codes = stop_load(lb)
     # What the roll measured, kept for the record (.cache/measurements/).
     record = PLAYBOOKS.parent / ".cache" / "measurements" / "multinode-deploy-under-load.json"
     record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps({"requests": len(codes), "statuses": {str(c): codes.count(c) for c in set(codes)},
+    record.write_text(json.dumps({"requests": len(codes), "statuses": {str(c): n for c, n in statuses(codes).items()},
                                   "seconds": round(time.monotonic() - started, 1)}) + "\n")
     assert len(codes) > 100, len(codes)
-    assert set(codes) == {200}, {code: codes.count(code) for code in set(codes)}
+    assert set(codes) == {200}, statuses(codes)

@@ -1,0 +1,206 @@
+"""Faults the stack survives, each caused on the running host and checked
+from a client's side: requests go client -> nginx (TLS) -> uWSGI -> Flask ->
+PostgreSQL, the client being a python3 inside the host on its own loopback.
+
+The scenario turns on the app's /diag/ endpoints and sets harakiri to 5 s
+and reload-on-rss to 160 MB (molecule.yml).
+"""
+
+import json
+import time
+
+import pytest
+from flaskops_testinfra import (http, load_running, main_pid, postgres_unit, start_load, statuses, stop_load,
+                                wait_for)
+
+SITE = "https://127.0.0.1"
+UWSGI = "uwsgi-flaskapp"
+HARAKIRI_S = 5
+
+
+def site_answers(host) -> bool:
+    return http(host, SITE + "/health").status == 200
+
+
+def uwsgi_workers(host) -> set[int]:
+    """PIDs of the uWSGI master's children (its workers)."""
+    out = host.run("pgrep -P %s", str(main_pid(host, UWSGI))).stdout
+    return {int(pid) for pid in out.split()}
+
+
+def unit_pid(unit: str):
+    return lambda host: main_pid(host, unit)
+
+
+def a_uwsgi_worker(host) -> int:
+    return min(uwsgi_workers(host))
+
+
+@pytest.mark.parametrize("what, unit, pid_of", [
+    ("uWSGI master", UWSGI, unit_pid(UWSGI)),
+    ("uWSGI worker", UWSGI, a_uwsgi_worker),
+    ("nginx master", "nginx", unit_pid("nginx")),
+    ("PostgreSQL postmaster", None, None),
+])
+def test_a_process_killed_with_sigkill_comes_back_within_10_seconds(host, what, unit, pid_of):
+    if unit is None:  # the cluster's unit name depends on the Debian release
+        unit = postgres_unit(host)
+        pid_of = unit_pid(unit)
+    assert site_answers(host)
+    master_before = main_pid(host, unit)
+    victim = pid_of(host)
+    workers_before = uwsgi_workers(host)
+    host.check_output("kill -9 %s", str(victim))
+    killed_at = time.monotonic()
+
+    def recovered() -> bool:
+        if main_pid(host, unit) == 0 or not site_answers(host):
+            return False
+        if what == "uWSGI worker":  # the master replaces the worker itself
+            return victim not in uwsgi_workers(host) and len(uwsgi_workers(host)) == len(workers_before)
+        return main_pid(host, unit) != victim
+
+    assert wait_for(recovered, timeout=10, step=0.25), f"{what} (pid {victim}) did not come back within 10 s"
+    took = time.monotonic() - killed_at
+    if what == "uWSGI worker":
+        assert main_pid(host, unit) == master_before, "a dead worker must not restart the master"
+    assert host.service(unit).is_running, unit
+    print(f"{what}: site answering again {took:.1f} s after kill -9")
+
+
+def test_a_request_past_harakiri_is_killed_logged_and_its_worker_replaced(host):
+    master = main_pid(host, UWSGI)
+    workers = uwsgi_workers(host)
+    since = host.check_output("date '+%Y-%m-%d %H:%M:%S'")
+    # The slow request runs in the background; its status lands in a file.
+    host.run("rm -f /tmp/slow.json")
+    host.check_output(
+        "nohup python3 -c %s >/dev/null 2>&1 &",
+        "import http.client, json, ssl, time; t = time.monotonic(); "
+        "c = http.client.HTTPSConnection('127.0.0.1', 443, timeout=60, context=ssl._create_unverified_context()); "
+        f"c.request('GET', '/diag/sleep/{HARAKIRI_S * 4}'); s = c.getresponse().status; "
+        "json.dump({'status': s, 'seconds': time.monotonic() - t}, open('/tmp/slow.json', 'w'))")
+    # Meanwhile the other worker keeps answering.
+    time.sleep(1)
+    for _attempt in range(5):
+        assert site_answers(host)
+    assert wait_for(lambda: host.file("/tmp/slow.json").exists, timeout=HARAKIRI_S * 4)
+    slow = json.loads(host.check_output("cat /tmp/slow.json"))
+    # nginx answers 502 when the worker dies under the request, well before the sleep ends.
+    assert slow["status"] == 502, slow
+    assert HARAKIRI_S - 1 <= slow["seconds"] < HARAKIRI_S * 3, slow
+    journal = host.check_output("journalctl -u %s --since %s --no-pager", UWSGI, since)
+    assert "HARAKIRI" in journal, journal[-2000:]
+    assert wait_for(lambda: len(uwsgi_workers(host)) == len(workers) and uwsgi_workers(host) != workers, timeout=10)
+    assert main_pid(host, UWSGI) == master
+    assert site_answers(host)
+
+
+def settled_workers(host) -> set[int]:
+    """The workers, once the same full set has been there for 2 s."""
+    previous: set[int] = set()
+
+    def stable() -> bool:
+        nonlocal previous
+        now = uwsgi_workers(host)
+        same = now == previous and len(now) == 2
+        previous = now
+        return same
+
+    assert wait_for(stable, timeout=30, step=2), previous
+    return previous
+
+
+def test_the_app_survives_20_seconds_without_its_database(host):
+    unit = postgres_unit(host)
+    since = host.check_output("date '+%Y-%m-%d %H:%M:%S'")
+    master, workers = main_pid(host, UWSGI), settled_workers(host)
+    host.check_output("systemctl stop %s", unit)
+    stopped_at = time.monotonic()
+    try:
+        seen = []
+        while time.monotonic() - stopped_at < 20:
+            resp = http(host, SITE + "/health")
+            seen.append(resp.status)
+            assert resp.status == 503, resp.body
+            body = json.loads(resp.body)
+            assert body["status"] == "unavailable" and body["database"] == "down" and body["detail"], body
+            # Pages that need the database fail without taking the app down.
+            assert http(host, SITE + "/api/notes").status >= 500
+            time.sleep(2)
+        assert len(seen) >= 5
+        assert main_pid(host, UWSGI) == master and uwsgi_workers(host) == workers, \
+            host.check_output("journalctl -u %s --since %s --no-pager", UWSGI, since)[-3000:]
+    finally:
+        host.check_output("systemctl start %s", unit)
+    # The same workers reconnect on their own: no uWSGI restart.
+    assert wait_for(lambda: site_answers(host), timeout=15)
+    resp = http(host, SITE + "/api/notes", "POST", {"Content-Type": "application/json"},
+                json.dumps({"body": "written after the database came back"}))
+    assert resp.status == 201, resp.body
+    assert main_pid(host, UWSGI) == master and uwsgi_workers(host) == workers
+
+
+def test_a_worker_past_reload_on_rss_is_recycled_without_a_failed_request(host):
+    master = main_pid(host, UWSGI)
+    start_load(host, "/api/notes", max_seconds=120, name="rss")
+    try:
+        time.sleep(1)
+        resp = http(host, SITE + "/diag/grow/200")
+        assert resp.status == 200, resp.body
+        grown = json.loads(resp.body)["pid"]
+        # Checked after the request: the worker that grew is replaced.
+        assert wait_for(lambda: grown not in uwsgi_workers(host) and len(uwsgi_workers(host)) == 2, timeout=15), \
+            f"worker {grown} is still there"
+        time.sleep(1)
+        assert load_running(host, "rss")
+    finally:
+        codes = stop_load(host, "rss")
+    assert main_pid(host, UWSGI) == master
+    assert len(codes) > 10, len(codes)
+    assert set(codes) == {200}, statuses(codes)
+
+
+def test_nginx_keeps_serving_when_its_log_disk_is_full(host):
+    logs = "/var/log/nginx"
+    host.check_output("mount -t tmpfs -o size=256k flaskops-full-logs %s", logs)
+    try:
+        # Fill it, then make nginx open its logs there.
+        host.run("dd if=/dev/zero of=%s/filler bs=4k 2>/dev/null", logs)
+        assert host.check_output("df --output=avail %s | tail -1", logs).strip() == "0"
+        host.check_output("nginx -s reopen")
+        time.sleep(1)
+        for path in ("/health", "/static/css/app.css", "/api/notes", "/"):
+            for _attempt in range(10):
+                assert http(host, SITE + path).status == 200, path
+        assert host.service("nginx").is_running
+    finally:
+        host.run("umount -l %s", logs)
+        host.run("nginx -s reopen")
+    assert site_answers(host)
+
+
+def test_reloads_of_uwsgi_and_nginx_under_load_fail_no_request(host):
+    master = main_pid(host, UWSGI)
+    start_load(host, "/api/notes", max_seconds=180, name="reloads")
+    try:
+        time.sleep(2)
+        # Graceful reload (the unit's ExecReload: "r" to the master fifo),
+        # then a chain reload (workers replaced one at a time, as a new
+        # release does): each ends with a whole new set of workers.
+        for reload in ("systemctl reload " + UWSGI, "echo c > /run/uwsgi/flaskapp/master.fifo"):
+            before = uwsgi_workers(host)
+            host.check_output(reload)
+            assert wait_for(lambda: len(uwsgi_workers(host)) == len(before) and not uwsgi_workers(host) & before,
+                            timeout=60), reload
+            time.sleep(2)
+        host.check_output("systemctl reload nginx")
+        time.sleep(2)
+        host.check_output("nginx -s reload")
+        time.sleep(2)
+        assert load_running(host, "reloads")
+    finally:
+        codes = stop_load(host, "reloads")
+    assert main_pid(host, UWSGI) == master, "a reload keeps the master"
+    assert len(codes) > 50, len(codes)
+    assert set(codes) == {200}, statuses(codes)

@@ -1,0 +1,183 @@
+"""Security of the running stack: what listens where, who runs what, file
+ownership and modes, secrets, the uWSGI unit's sandbox, and TLS."""
+
+import json
+import os
+import re
+import socket
+import struct
+from pathlib import Path
+
+from flaskops_testinfra import http, main_pid, postgres_unit, run_converge
+
+SITE = "https://127.0.0.1"
+ENV_FILE = "/etc/flaskops/flaskapp.env"
+SOCKET = "/run/uwsgi/flaskapp/uwsgi.sock"
+MEASUREMENTS = Path(__file__).resolve().parents[3] / ".cache" / "measurements"
+
+
+def listening(host) -> set[tuple[str, int]]:
+    """(address, port) of every listening TCP socket, from /proc/net/tcp{,6}."""
+    found = set()
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        for line in host.file(table).content_string.splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A":  # LISTEN
+                continue
+            addr_hex, port_hex = fields[1].split(":")
+            raw = bytes.fromhex(addr_hex)
+            # The kernel prints each 32-bit word in host (little-endian) order.
+            raw = b"".join(struct.pack("<I", word) for word in struct.unpack(f">{len(raw) // 4}I", raw))
+            found.add((socket.inet_ntop(family, raw), int(port_hex, 16)))
+    return found
+
+
+def loopback(address: str) -> bool:
+    return address.startswith("127.") or address == "::1"
+
+
+def test_only_http_and_https_listen_beyond_loopback(host):
+    sockets = listening(host)
+    public = {port for address, port in sockets if not loopback(address)}
+    assert public == {80, 443}, sorted(sockets)
+    # PostgreSQL on loopback only (all-in-one: the app reaches it there).
+    assert {address for address, port in sockets if port == 5432} <= {"127.0.0.1", "::1"}
+    assert any(port == 5432 for _address, port in sockets)
+    # Nothing else listens on TCP at all: uWSGI has only its unix socket on an
+    # all-in-one host.
+    assert {port for _address, port in sockets} == {80, 443, 5432}, sorted(sockets)
+    assert host.socket(f"unix://{SOCKET}").is_listening
+
+
+def process_users(host, unit: str) -> tuple[str, set[str]]:
+    """User of a unit's main process, and the users of its children."""
+    master = str(main_pid(host, unit))
+    children = host.run("pgrep -d, -P %s", master).stdout.strip()
+    assert children, f"{unit} has no child processes"
+    users = host.check_output("ps -o user= -p %s", children).split()
+    return host.check_output("ps -o user= -p %s", master), set(users)
+
+
+def test_each_service_runs_as_its_own_user(host):
+    # uWSGI: master and workers as the app user (the unit's User=).
+    assert process_users(host, "uwsgi-flaskapp") == ("flaskapp", {"flaskapp"})
+    # nginx: only the master is root (it binds 80/443); workers as www-data.
+    assert process_users(host, "nginx") == ("root", {"www-data"})
+    assert process_users(host, postgres_unit(host)) == ("postgres", {"postgres"})
+
+
+def test_the_app_user_cannot_change_its_code(host):
+    release = host.check_output("readlink -f /srv/flaskapp/current")
+    for path in (release, release + "/wsgi.py", release + "/app", release + "/venv/bin"):
+        cmd = host.run("runuser -u flaskapp -- test -w %s", path)
+        assert cmd.rc != 0, f"{path} is writable by the app user"
+    probe = host.run("runuser -u flaskapp -- touch %s/flaskops-probe", release)
+    assert probe.rc != 0
+
+
+def test_environment_file_and_socket_modes(host):
+    env = host.file(ENV_FILE)
+    assert (env.user, env.group, env.mode) == ("root", "flaskapp", 0o640)
+    sock = host.file(SOCKET)
+    assert sock.is_socket and sock.group == "flaskapp" and sock.mode == 0o660
+    keys = host.check_output("ls /etc/nginx/tls/*.key").split()
+    assert keys
+    for path in keys:
+        assert host.file(path).mode & 0o077 == 0, f"{path} is readable by group or others"
+
+
+def secrets(host) -> dict[str, str]:
+    env = dict(line.split("=", 1) for line in host.file(ENV_FILE).content_string.splitlines()
+               if line and not line.startswith("#"))
+    password = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "app-db-password").read_text().strip()
+    return {"SECRET_KEY": json.loads(env["SECRET_KEY"]), "database password": password}
+
+
+def test_no_secret_in_the_process_list_or_a_world_readable_file(host):
+    ps = host.check_output("ps -eww -o args")
+    for name, value in secrets(host).items():
+        assert len(value) >= 16, name
+        assert value not in ps, f"the {name} is in the process list"
+        found = host.run("find /etc /srv /var/log /var/lib/flaskops /run /opt /root /home -xdev -type f -perm -o+r "
+                         "-size -4M -exec grep -l -F -e %s {} + 2>/dev/null", value).stdout
+        assert not found.strip(), f"the {name} is in world-readable files: {found}"
+
+
+def test_no_secret_in_ansible_output_even_with_diff(host, monkeypatch):
+    # A change to the environment file, run with --diff: the file's content
+    # (with the database URL and the secret key) must not be printed.
+    monkeypatch.setenv("ANSIBLE_DIFF_ALWAYS", "true")
+    result = run_converge(host, {"flask_app_env": {"FLASKOPS_MARKER": "diff-probe"}}, tags=["app"])
+    try:
+        assert result.returncode == 0, result.failure_text or result.raw
+        assert result.changed > 0
+        for name, value in secrets(host).items():
+            assert value not in result.output, f"the {name} is in the playbook's output"
+    finally:
+        run_converge(host, {}, tags=["app"])
+
+
+def test_uwsgi_unit_sandbox_scores_under_4(host):
+    out = host.check_output("systemd-analyze security --no-pager uwsgi-flaskapp.service")
+    exposure = float(re.search(r"Overall exposure level for uwsgi-flaskapp\.service: ([0-9.]+)", out).group(1))
+    MEASUREMENTS.mkdir(parents=True, exist_ok=True)
+    (MEASUREMENTS / "uwsgi-systemd-exposure.json").write_text(json.dumps({"exposure": exposure}) + "\n")
+    print(f"systemd-analyze security uwsgi-flaskapp.service: {exposure}")
+    assert exposure < 4.0, out[-3000:]
+
+
+# A TLS client that allows everything (security level 0), so that a refused
+# handshake is the server's doing. argv: min max ciphers. Prints "ok VERSION
+# CIPHER", "refused REASON", or "client-cannot REASON" when this client's
+# OpenSSL cannot offer what was asked (then nothing was proven).
+_TLS_PROBE = r"""
+import socket, ssl, sys
+names = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1, "1.2": ssl.TLSVersion.TLSv1_2,
+         "1.3": ssl.TLSVersion.TLSv1_3}
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+try:
+    ctx.set_ciphers(sys.argv[3] + ":@SECLEVEL=0")
+    ctx.minimum_version, ctx.maximum_version = names[sys.argv[1]], names[sys.argv[2]]
+except (ssl.SSLError, ValueError) as exc:
+    print("client-cannot", type(exc).__name__)
+    sys.exit()
+try:
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", 443), timeout=10)) as s:
+        print("ok", s.version(), s.cipher()[0])
+except ssl.SSLError as exc:
+    reason = exc.reason or type(exc).__name__
+    print("client-cannot" if reason == "NO_PROTOCOLS_AVAILABLE" else "refused", reason)
+except OSError as exc:
+    print("refused", type(exc).__name__)
+"""
+
+
+def tls(host, low: str, high: str, ciphers: str = "ALL") -> list[str]:
+    return host.check_output("python3 -c %s %s %s %s", _TLS_PROBE, low, high, ciphers).split()
+
+
+def test_tls_offers_only_1_2_and_1_3_with_strong_ciphers(host):
+    for old in ("1.0", "1.1"):
+        result = tls(host, old, old)
+        assert result[0] == "refused", f"TLS {old}: {result}"
+    result = tls(host, "1.3", "1.3")
+    assert result[:2] == ["ok", "TLSv1.3"], result
+    result = tls(host, "1.2", "1.2")
+    assert result[:2] == ["ok", "TLSv1.2"] and ("GCM" in result[2] or "CHACHA20" in result[2]), result
+    refused = []
+    for weak in ("AES128-SHA", "AES256-SHA256", "ECDHE-RSA-AES128-SHA", "ECDHE-RSA-AES256-SHA384",
+                 "DES-CBC3-SHA", "RC4-SHA", "aNULL", "eNULL"):
+        result = tls(host, "1.2", "1.2", weak)
+        assert result[0] != "ok", f"{weak} accepted: {result}"
+        if result[0] == "refused":
+            refused.append(weak)
+    # The CBC suites this client can offer were offered, and refused.
+    assert {"AES128-SHA", "AES256-SHA256", "ECDHE-RSA-AES128-SHA"} <= set(refused), refused
+
+
+def test_hsts_is_sent_over_https(host):
+    resp = http(host, SITE + "/health")
+    assert resp.headers["strict-transport-security"] == "max-age=31536000"
+    plain = http(host, "http://127.0.0.1/health")
+    assert plain.status == 301 and plain.headers["location"].startswith("https://")
