@@ -74,10 +74,10 @@ def sh(args: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(args, check=True, text=True, **kw)
 
 
-def in_host(script: str, check: bool = True) -> str:
+def in_host(script: str) -> str:
     done = subprocess.run(["docker", "exec", HOST, "bash", "-euo", "pipefail", "-c", script],
                           text=True, capture_output=True, check=False)
-    if check and done.returncode:
+    if done.returncode:
         raise SystemExit(f"in {HOST}: {script}\n{done.stdout}{done.stderr}")
     return done.stdout
 

@@ -36,22 +36,27 @@ wait_for_systemd() {
   exit 1
 }
 
+# Runs container $1 from the image with systemd as PID 1; further
+# arguments go to `docker run` (published ports).
+run_container() {
+  local name=$1; shift
+  log "creating $name from $IMAGE"
+  docker run -d --name "$name" --hostname "$name" "${SYSTEMD_FLAGS[@]}" "$@" "$IMAGE" >/dev/null
+}
+
 # A fresh container $1 (an old one of that name is removed), no ports published.
 create() {
   local name=${1:?usage: $0 create NAME}
   "$REPO_ROOT/scripts/testbed.sh" engine
   docker rm -f "$name" >/dev/null 2>&1 || true
-  log "creating $name from $IMAGE"
-  docker run -d --name "$name" --hostname "$name" "${SYSTEMD_FLAGS[@]}" "$IMAGE" >/dev/null
+  run_container "$name"
   wait_for_systemd "$name"
 }
 
 up() {
   "$REPO_ROOT/scripts/testbed.sh" engine
   if ! docker container inspect "$NAME" >/dev/null 2>&1; then
-    log "creating $NAME from $IMAGE"
-    docker run -d --name "$NAME" --hostname "$NAME" "${SYSTEMD_FLAGS[@]}" \
-      -p "127.0.0.1:$HTTP_PORT:80" -p "127.0.0.1:$HTTPS_PORT:443" "$IMAGE" >/dev/null
+    run_container "$NAME" -p "127.0.0.1:$HTTP_PORT:80" -p "127.0.0.1:$HTTPS_PORT:443"
   elif [ "$(docker container inspect -f '{{.State.Running}}' "$NAME")" != true ]; then
     docker start "$NAME" >/dev/null
   fi
