@@ -70,6 +70,8 @@ RATIOS = [("B/A'", "B", "A'", 0.90), ("B/A", "B", "A", None), ("C/B", "C", "B", 
           ("F/E", "F", "E", 0.80), ("C/R", "C", "R", 1.25)]
 P99_LIMIT_MS = {"C": 50.0}
 WARM_LIMIT_S = 20.0  # warm re-run of the whole stack (changed=0)
+# Provisioning runs: key in the results, label in the reports.
+PHASES = {"cold": "cold converge", "warm": "warm re-run", "warm_mitogen": "warm re-run, Mitogen strategy"}
 
 
 def log(msg: str) -> None:
@@ -298,9 +300,6 @@ def update_doc(table: str, png: Path | None, stem: str) -> None:
     body += f"\nRaw figures: [bench/results/{stem}.json](../bench/results/{stem}.json)\n"
     head, rest = text.split(begin, 1)
     DOC.write_text(head + begin + "\n" + body + end + rest.split(end, 1)[1])
-
-
-PHASES = {"cold": "cold converge", "warm": "warm re-run", "warm_mitogen": "warm re-run, Mitogen strategy"}
 
 
 def provisioning_targets(prov: dict) -> list[dict]:
