@@ -100,33 +100,51 @@ def test_init_db_command_is_idempotent(app):
 
 def test_init_db_run_at_once_from_several_hosts_does_not_race(app):
     # What site.yml does with several app hosts: each runs init-db on the same
-    # database at the same moment. Without the schema lock one of them fails
-    # with DuplicateTable now and then; repeated to make that likely.
+    # database at the same moment. The interleaving that breaks without the
+    # schema lock is forced: each run waits, after it has looked for the
+    # tables and before it creates them, until all three have looked. Without
+    # the lock all three see no tables and two fail on CREATE TABLE; with it
+    # the runs take turns, so the first waits in vain (the barrier times out)
+    # and the others find the tables there.
     import threading
+
+    from sqlalchemy import event
 
     from app.cli import create_schema
 
-    for _round in range(5):
-        with app.app_context():
-            db.drop_all()
-        barrier, errors = threading.Barrier(3), []
+    parties = 3
+    barrier, errors, to_create = threading.Barrier(parties, timeout=3), [], []
 
-        def init():
-            try:
-                with app.app_context():
-                    barrier.wait()
-                    create_schema()
-            except Exception as exc:  # noqa: BLE001 - any failure is the finding
-                errors.append(exc)
+    def after_the_lookup(_metadata, _connection, tables=(), **_kw):
+        to_create.append(len(tables))
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            pass
 
-        threads = [threading.Thread(target=init) for _thread in range(3)]
+    def init():
+        try:
+            with app.app_context():
+                create_schema()
+        except Exception as exc:  # noqa: BLE001 - any failure is the finding
+            errors.append(exc)
+
+    with app.app_context():
+        db.drop_all()
+    event.listen(db.metadata, "before_create", after_the_lookup)
+    try:
+        threads = [threading.Thread(target=init) for _thread in range(parties)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        assert errors == []
-        with app.app_context():
-            assert db.session.query(Note).count() == 0
+    finally:
+        event.remove(db.metadata, "before_create", after_the_lookup)
+    assert errors == []
+    # Exactly one run had tables to create: the others waited for it.
+    assert sorted(to_create) == [0] * (parties - 1) + [len(db.metadata.tables)], to_create
+    with app.app_context():
+        assert db.session.query(Note).count() == 0
 
 
 def test_data_pages_are_never_stored_by_a_cache(client):
