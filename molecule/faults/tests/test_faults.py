@@ -28,6 +28,12 @@ def uwsgi_workers(host) -> set[int]:
     return {int(pid) for pid in out.split()}
 
 
+def nginx_children(host) -> set[int]:
+    """PIDs of nginx's workers (and cache processes): its master's children."""
+    out = host.run("pgrep -P %s", str(main_pid(host, "nginx"))).stdout
+    return {int(pid) for pid in out.split()}
+
+
 def unit_pid(unit: str):
     return lambda host: main_pid(host, unit)
 
@@ -194,10 +200,17 @@ def test_reloads_of_uwsgi_and_nginx_under_load_fail_no_request(host):
             assert wait_for(lambda: len(uwsgi_workers(host)) == len(before) and not uwsgi_workers(host) & before,
                             timeout=60), reload
             time.sleep(2)
-        host.check_output("systemctl reload nginx")
-        time.sleep(2)
-        host.check_output("nginx -s reload")
-        time.sleep(2)
+        # Each nginx reload starts new workers and lets the old ones finish:
+        # seen as a whole new set of the master's children, same master.
+        nginx_master = main_pid(host, "nginx")
+        for reload in ("systemctl reload nginx", "nginx -s reload"):
+            before = nginx_children(host)
+            assert before, "nginx has no workers"
+            host.check_output(reload)
+            assert wait_for(lambda: nginx_children(host) and not nginx_children(host) & before, timeout=30), \
+                f"{reload}: old workers {sorted(before)} are still there"
+            assert main_pid(host, "nginx") == nginx_master, reload
+            time.sleep(2)
         assert load_running(host, "reloads")
     finally:
         codes = stop_load(host, "reloads")
