@@ -119,6 +119,66 @@ def uwsgi_requests_served(host, socket_path: str) -> int:
     return sum(worker["requests"] for worker in uwsgi_stats(host, socket_path)["workers"])
 
 
+# A TLS client inside the host that allows everything (security level 0),
+# so that a refused handshake is the server's doing. argv: port, then either
+# "handshake MIN MAX CIPHERS" (prints one result) or "suites AUTH" (tries,
+# one at a time over TLS 1.2, every pre-1.3 suite this client's OpenSSL can
+# offer with that authentication, e.g. auth-ecdsa, plus the anonymous ones,
+# and prints {suite: result}). A result is ["ok", version, cipher],
+# ["refused", reason] (the server's alert, e.g. TLSV1_ALERT_PROTOCOL_VERSION)
+# or ["client-cannot", reason] when this client cannot offer what was asked.
+_TLS_PROBE = r"""
+import json, socket, ssl, sys
+VERSIONS = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1, "1.2": ssl.TLSVersion.TLSv1_2,
+            "1.3": ssl.TLSVersion.TLSv1_3}
+port = int(sys.argv[1])
+
+
+def attempt(low, high, ciphers):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    try:
+        ctx.set_ciphers(ciphers + ":@SECLEVEL=0")
+        ctx.minimum_version, ctx.maximum_version = VERSIONS[low], VERSIONS[high]
+    except (ssl.SSLError, ValueError) as exc:
+        return ["client-cannot", type(exc).__name__]
+    try:
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10)) as s:
+            return ["ok", s.version(), s.cipher()[0]]
+    except ssl.SSLError as exc:
+        reason = exc.reason or type(exc).__name__
+        return ["client-cannot" if reason == "NO_PROTOCOLS_AVAILABLE" else "refused", reason]
+    except OSError as exc:
+        return ["refused", type(exc).__name__]
+
+
+if sys.argv[2] == "handshake":
+    print(json.dumps(attempt(*sys.argv[3:6])))
+else:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.set_ciphers("ALL:COMPLEMENTOFALL:@SECLEVEL=0")
+    suites = [c["name"] for c in ctx.get_ciphers() if c["protocol"] != "TLSv1.3"
+              and c["auth"] in (sys.argv[3], "auth-null") and c["kea"] in ("kx-ecdhe", "kx-dhe", "kx-rsa")]
+    print(json.dumps({name: attempt("1.2", "1.2", name) for name in suites}))
+"""
+
+
+def tls_handshake(host, low: str, high: str, ciphers: str = "ALL", port: int = 443) -> list[str]:
+    """One handshake from inside the host with TLS versions low..high ("1.0".."1.3") and an OpenSSL cipher list."""
+    import json
+
+    return json.loads(host.check_output("python3 -c %s %s handshake %s %s %s", _TLS_PROBE, str(port), low, high,
+                                        ciphers))
+
+
+def tls_suites(host, auth: str, port: int = 443) -> dict[str, list[str]]:
+    """Every TLS 1.2 suite the host's client can offer for a certificate of this
+    kind ("auth-ecdsa" or "auth-rsa"), and anonymous ones, each tried alone."""
+    import json
+
+    return json.loads(host.check_output("python3 -c %s %s suites %s", _TLS_PROBE, str(port), auth))
+
+
 # The distribution's PostgreSQL per Debian release.
 POSTGRES_VERSIONS = {"12": "15", "13": "17"}
 
@@ -203,9 +263,16 @@ def wait_for(predicate, timeout: float = 30, step: float = 0.5) -> bool:
 class PlayResult:
     """Outcome of an ansible-playbook run: exit code and what each failed task said."""
 
-    def __init__(self, returncode: int, failures: list[str], changed: int, raw: str, output: str = "") -> None:
+    def __init__(self, returncode: int, failures: list[str], changed: int, raw: str, output: str = "",
+                 failed_tasks: list[str] | None = None, reported: bool = True) -> None:
         self.returncode = returncode
+        # "task name: message" per failed task (or the whole output of a run
+        # that printed no JSON report).
         self.failures = failures
+        # The full names ("role : task") of the tasks that failed.
+        self.failed_tasks = failed_tasks or []
+        # False when the run printed no JSON report (it crashed).
+        self.reported = reported
         self.changed = changed
         self.raw = raw
         # Everything the run printed (raw is its tail, for assertion messages).
@@ -249,13 +316,13 @@ def run_playbook(host, playbook: str, extra_vars: dict, tags: list[str] | None =
         cmd += ["--tags", ",".join(tags)]
     env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_NOCOLOR="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False, env=env)
-    failures = []
+    failures, failed_tasks, reported = [], [], True
     # Other enabled callbacks (profile_tasks) may print around the JSON document.
     start = 0 if proc.stdout.startswith("{") else proc.stdout.find("\n{") + 1
     try:
         report = json.JSONDecoder().raw_decode(proc.stdout, start)[0]
     except ValueError:
-        report = {"plays": []}
+        report, reported = {"plays": []}, False
         failures.append(proc.stdout + proc.stderr)
     for play in report.get("plays", []):
         for task in play.get("tasks", []):
@@ -266,9 +333,50 @@ def run_playbook(host, playbook: str, extra_vars: dict, tags: list[str] | None =
                     said = [f"{r.get('msg', '')} {r.get('stderr', '')}" for r in items] or \
                         [f"{result.get('msg', '')} {result.get('stderr', '')}"]
                     failures.append("{}: {}".format(task["task"]["name"], " | ".join(said)))
+                    failed_tasks.append(task["task"]["name"])
     changed = sum(stats.get("changed", 0) for stats in report.get("stats", {}).values())
     return PlayResult(proc.returncode, failures, changed, proc.stdout[-3000:] + proc.stderr[-3000:],
-                      proc.stdout + proc.stderr)
+                      proc.stdout + proc.stderr, failed_tasks, reported)
+
+
+def role_checks(role: str) -> set[str]:
+    """Full names of the tasks with which a role checks its input before it
+    changes anything: its argument spec validation, the tasks of its
+    tasks/validate.yml and the "Check ..." tasks of its tasks/main.yml."""
+    import os
+
+    import yaml
+
+    tasks = os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "roles", role, "tasks")
+    names = {"Validating arguments against arg spec 'main'"}
+    for name, keep in (("validate.yml", lambda _n: True), ("main.yml", lambda n: n.startswith("Check "))):
+        with open(os.path.join(tasks, name), encoding="utf-8") as f:
+            names |= {t["name"] for t in yaml.safe_load(f) or [] if "name" in t and keep(t["name"])}
+    return {f"flaskops.stack.{role} : {name}" for name in names}
+
+
+def assert_refused_by_the_role(result: PlayResult, role: str, variable: str) -> None:
+    """A converge with bad input failed in one of the role's own checks,
+    with a message naming the variable, before anything changed."""
+    import re
+
+    assert result.reported, f"the play crashed instead of failing a check: {result.raw}"
+    assert result.returncode != 0, "the play must fail"
+    assert len(result.failed_tasks) == 1, result.failures
+    # Argument spec validation names its task after the spec's short description too.
+    task = re.sub(r"(arg spec 'main') - .*", r"\1", result.failed_tasks[0], flags=re.S)
+    assert task in role_checks(role), f"the failure did not come from a check of the {role} role: {result.failures}"
+    assert variable in result.failure_text, result.failure_text
+    assert result.changed == 0, "nothing may change on the host"
+
+
+def files_state(host, paths: list[str]) -> dict[str, str]:
+    """sha256 (or the link target, or "absent") of each path on the host."""
+    state = {}
+    for path in paths:
+        f = host.file(path)
+        state[path] = f.linked_to if f.is_symlink else f.sha256sum if f.exists else "absent"
+    return state
 
 
 def on_first_platform_only(host) -> None:

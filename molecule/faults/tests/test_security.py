@@ -8,7 +8,7 @@ import socket
 import struct
 from pathlib import Path
 
-from flaskops_testinfra import http, main_pid, postgres_unit, run_converge
+from flaskops_testinfra import http, main_pid, postgres_unit, run_converge, tls_handshake, tls_suites
 
 SITE = "https://127.0.0.1"
 ENV_FILE = "/etc/flaskops/flaskapp.env"
@@ -93,14 +93,55 @@ def secrets(host) -> dict[str, str]:
     return {"SECRET_KEY": json.loads(env["SECRET_KEY"]), "database password": password}
 
 
+# Walks the whole filesystem but /proc, /sys and /dev (other mounts below /
+# included) and reads every regular file that others may read, looking for
+# each secret. argv: {name: secret} as JSON. Prints {"found": {name: [path]},
+# "errors": [what could not be listed or read], "files": how many were read}.
+_FIND_SECRETS = r"""
+import json, os, stat, sys
+wanted = {name: value.encode() for name, value in json.loads(sys.argv[1]).items()}
+longest = max(len(value) for value in wanted.values())
+found, errors, files = {name: [] for name in wanted}, [], 0
+
+
+def search(path):
+    tail = b""
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            block = tail + chunk
+            for name, value in wanted.items():
+                if value in block and path not in found[name]:
+                    found[name].append(path)
+            tail = block[-longest:]
+
+
+for root, dirs, names in os.walk("/", onerror=lambda exc: errors.append(f"{exc.filename}: {exc.strerror}")):
+    if root == "/":
+        dirs[:] = [d for d in dirs if d not in ("proc", "sys", "dev")]
+    for name in names:
+        path = os.path.join(root, name)
+        try:
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode) and st.st_mode & stat.S_IROTH:
+                search(path)
+                files += 1
+        except OSError as exc:
+            errors.append(f"{path}: {exc.strerror}")
+print(json.dumps({"found": found, "errors": errors, "files": files}))
+"""
+
+
 def test_no_secret_in_the_process_list_or_a_world_readable_file(host):
+    values = secrets(host)
     ps = host.check_output("ps -eww -o args")
-    for name, value in secrets(host).items():
+    for name, value in values.items():
         assert len(value) >= 16, name
         assert value not in ps, f"the {name} is in the process list"
-        found = host.run("find /etc /srv /var/log /var/lib/flaskops /run /opt /root /home -xdev -type f -perm -o+r "
-                         "-size -4M -exec grep -l -F -e %s {} + 2>/dev/null", value).stdout
-        assert not found.strip(), f"the {name} is in world-readable files: {found}"
+    # (The search runs after the process list was read: its own arguments hold the secrets.)
+    report = json.loads(host.check_output("python3 -c %s %s", _FIND_SECRETS, json.dumps(values)))
+    assert report["errors"] == [], f"files or directories the search could not read: {report['errors']}"
+    assert report["files"] > 1000, report["files"]
+    assert report["found"] == {name: [] for name in values}, f"secrets in world-readable files: {report['found']}"
 
 
 def test_no_secret_in_ansible_output_even_with_diff(host, monkeypatch):
@@ -126,54 +167,35 @@ def test_uwsgi_unit_sandbox_scores_under_4(host):
     assert exposure < 4.0, out[-3000:]
 
 
-# A TLS client that allows everything (security level 0), so that a refused
-# handshake is the server's doing. argv: min max ciphers. Prints "ok VERSION
-# CIPHER", "refused REASON", or "client-cannot REASON" when this client's
-# OpenSSL cannot offer what was asked (then nothing was proven).
-_TLS_PROBE = r"""
-import socket, ssl, sys
-names = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1, "1.2": ssl.TLSVersion.TLSv1_2,
-         "1.3": ssl.TLSVersion.TLSv1_3}
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-try:
-    ctx.set_ciphers(sys.argv[3] + ":@SECLEVEL=0")
-    ctx.minimum_version, ctx.maximum_version = names[sys.argv[1]], names[sys.argv[2]]
-except (ssl.SSLError, ValueError) as exc:
-    print("client-cannot", type(exc).__name__)
-    sys.exit()
-try:
-    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", 443), timeout=10)) as s:
-        print("ok", s.version(), s.cipher()[0])
-except ssl.SSLError as exc:
-    reason = exc.reason or type(exc).__name__
-    print("client-cannot" if reason == "NO_PROTOCOLS_AVAILABLE" else "refused", reason)
-except OSError as exc:
-    print("refused", type(exc).__name__)
-"""
+# What the shipped nginx_tls_ciphers agree to over TLS 1.2: ECDHE key
+# exchange with an AEAD cipher (AES-GCM, ChaCha20-Poly1305).
+STRONG_TLS12 = re.compile(r"^ECDHE-(ECDSA|RSA)-(AES(128|256)-GCM-SHA(256|384)|CHACHA20-POLY1305)$")
 
 
-def tls(host, low: str, high: str, ciphers: str = "ALL") -> list[str]:
-    return host.check_output("python3 -c %s %s %s %s", _TLS_PROBE, low, high, ciphers).split()
-
-
-def test_tls_offers_only_1_2_and_1_3_with_strong_ciphers(host):
+def test_tls_1_0_and_1_1_are_refused_with_a_protocol_version_alert(host):
+    # The client allows them (security level 0): the refusal has to be the
+    # server's protocol_version alert, not any handshake error.
     for old in ("1.0", "1.1"):
-        result = tls(host, old, old)
-        assert result[0] == "refused", f"TLS {old}: {result}"
-    result = tls(host, "1.3", "1.3")
-    assert result[:2] == ["ok", "TLSv1.3"], result
-    result = tls(host, "1.2", "1.2")
-    assert result[:2] == ["ok", "TLSv1.2"] and ("GCM" in result[2] or "CHACHA20" in result[2]), result
-    refused = []
-    for weak in ("AES128-SHA", "AES256-SHA256", "ECDHE-RSA-AES128-SHA", "ECDHE-RSA-AES256-SHA384",
-                 "DES-CBC3-SHA", "RC4-SHA", "aNULL", "eNULL"):
-        result = tls(host, "1.2", "1.2", weak)
-        assert result[0] != "ok", f"{weak} accepted: {result}"
-        if result[0] == "refused":
-            refused.append(weak)
-    # The CBC suites this client can offer were offered, and refused.
-    assert {"AES128-SHA", "AES256-SHA256", "ECDHE-RSA-AES128-SHA"} <= set(refused), refused
+        result = tls_handshake(host, old, old)
+        assert result == ["refused", "TLSV1_ALERT_PROTOCOL_VERSION"], f"TLS {old}: {result}"
+    assert tls_handshake(host, "1.3", "1.3")[:2] == ["ok", "TLSv1.3"]
+    result = tls_handshake(host, "1.2", "1.2")
+    assert result[0] == "ok" and STRONG_TLS12.match(result[2]), result
+
+
+def test_tls_1_2_agrees_only_to_ecdhe_with_aead_for_the_sites_ecdsa_key(host):
+    # The self-signed key is ECDSA: every suite that can authenticate with
+    # it (and every anonymous one) is offered alone; only the strong ones
+    # may be agreed. The CBC suites are named to prove they were tried.
+    results = tls_suites(host, "auth-ecdsa")
+    assert {"ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA", "ECDHE-ECDSA-AES128-SHA256",
+            "ECDHE-ECDSA-AES256-SHA384"} <= set(results), sorted(results)
+    agreed = {suite for suite, result in results.items() if result[0] == "ok"}
+    cannot = {suite for suite, result in results.items() if result[0] == "client-cannot"}
+    assert not cannot, cannot
+    assert agreed and all(STRONG_TLS12.match(suite) for suite in agreed), sorted(agreed)
+    assert agreed == {"ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+                      "ECDHE-ECDSA-CHACHA20-POLY1305"}, sorted(agreed)
 
 
 def test_hsts_is_sent_over_https(host):
