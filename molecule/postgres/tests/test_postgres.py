@@ -2,11 +2,12 @@
 
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
-from flaskops_testinfra import (main_pid, on_first_platform_only, postgres_unit, postgres_version, run_converge,
-                                run_playbook)
+from flaskops_testinfra import (assert_refused_by_the_role, files_state, main_pid, on_first_platform_only,
+                                postgres_unit, postgres_version, run_converge, run_playbook)
 
 EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "."))
 RESTORE_PLAYBOOK = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / "playbooks" / "restore.yml"
@@ -159,6 +160,26 @@ def test_a_value_postgres_rejects_fails_and_the_server_keeps_its_config(host):
     assert over_tcp(host, "flaskapp", app_password()).rc == 0
 
 
+def test_a_pg_hba_line_postgres_rejects_fails_and_the_live_rules_stay(host):
+    # 10.0.0.300 passes the role's own pattern for an address; only the
+    # throw-away server that checks the candidate pg_hba.conf rejects it
+    # (PostgreSQL reads it as a host name, which cannot take a CIDR mask).
+    on_first_platform_only(host)
+    live = f"/etc/postgresql/{postgres_version(host)}/main/pg_hba.conf"
+    before, pid = host.file(live).sha256sum, main_pid(host, postgres_unit(host))
+    entry = {"database": "flaskapp", "user": "flaskapp", "address": "10.0.0.300"}
+    result = run_converge(host, {"postgres_hba_entries": [entry]}, tags=["postgres"])
+    assert result.returncode != 0
+    assert result.failed_tasks == ["flaskops.stack.postgres : Write pg_hba.conf (checked by a throw-away server "
+                                   "before it goes live)"], result.failures
+    assert '"10.0.0.300/32"' in result.failure_text and "could not load pg_hba.conf" in result.failure_text, \
+        result.failure_text
+    assert host.file(live).sha256sum == before
+    assert main_pid(host, postgres_unit(host)) == pid
+    assert as_postgres(host, "SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL") == "0"
+    assert over_tcp(host, "flaskapp", app_password()).rc == 0
+
+
 @pytest.mark.parametrize("bad, variable", [
     ({"postgres_app_password": ""}, "postgres_app_password"),
     ({"postgres_version": "11"}, "postgres_version"),
@@ -169,12 +190,14 @@ def test_a_value_postgres_rejects_fails_and_the_server_keeps_its_config(host):
 ])
 def test_bad_input_fails_before_any_change(host, bad, variable):
     on_first_platform_only(host)
-    pid = main_pid(host, postgres_unit(host))
+    conf = f"/etc/postgresql/{postgres_version(host)}/main"
+    files = [f"{conf}/pg_hba.conf", f"{conf}/conf.d/50-flaskops-restart.conf", f"{conf}/conf.d/60-flaskops-reload.conf",
+             "/etc/systemd/system/flaskops-postgres-backup.service", "/etc/systemd/system/flaskops-postgres-backup.timer"]
+    pid, before = main_pid(host, postgres_unit(host)), files_state(host, files)
     result = run_converge(host, bad, tags=["postgres"])
-    assert result.returncode != 0
-    assert variable in result.failure_text, result.failure_text or result.raw
-    assert result.changed == 0
+    assert_refused_by_the_role(result, "postgres", variable)
     assert main_pid(host, postgres_unit(host)) == pid
+    assert files_state(host, files) == before
 
 
 def newest_dump(host) -> str:
@@ -238,3 +261,29 @@ def test_restore_refuses_an_unreadable_dump(host):
     assert result.returncode != 0
     assert "No usable dump" in result.failure_text
     assert over_tcp(host, "flaskapp", app_password(), "SELECT count(*) FROM kept").stdout.strip() == "2"
+
+
+def test_restore_without_a_name_takes_the_newest_dump(host):
+    password = app_password()
+
+    def app_sql(sql):
+        result = over_tcp(host, "flaskapp", password, sql)
+        assert result.rc == 0, result.stderr
+        return result.stdout.strip()
+
+    # Two dumps a second apart (their names carry the time): the older one
+    # holds "older-<run>", the newer one "newer-<run>" (<run> tells this
+    # test's dumps from those of an earlier run still kept).
+    run = time.time_ns()
+    app_sql(f"CREATE TABLE IF NOT EXISTS picked (body text); TRUNCATE picked; INSERT INTO picked VALUES ('older-{run}')")
+    host.check_output("systemctl start flaskops-postgres-backup.service")
+    time.sleep(1.1)
+    app_sql(f"TRUNCATE picked; INSERT INTO picked VALUES ('newer-{run}')")
+    host.check_output("systemctl start flaskops-postgres-backup.service")
+    newest = newest_dump(host)
+    app_sql("DROP TABLE picked")
+
+    result = run_playbook(host, str(RESTORE_PLAYBOOK), {})
+    assert result.returncode == 0, result.failure_text or result.raw
+    assert app_sql("SELECT string_agg(body, ',') FROM picked") == f"newer-{run}"
+    assert Path(newest).name in result.output, f"the run does not name {newest}"
