@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from flaskops_testinfra import (UWSGI_CLIENT, main_pid, on_first_platform_only, run_converge, uwsgi_request,
-                                uwsgi_stats, wait_for)
+from flaskops_testinfra import (UWSGI_CLIENT, assert_refused_by_the_role, files_state, main_pid,
+                                on_first_platform_only, run_converge, uwsgi_request, uwsgi_stats, wait_for)
 
 SOCKET = "/run/uwsgi/flaskapp/uwsgi.sock"
 STATS = "/run/uwsgi/flaskapp/stats.sock"
@@ -95,7 +95,7 @@ def test_secret_key_is_kept_and_never_printed(host):
     result = run_converge(host, {}, tags=["flask_app"])
     assert result.returncode == 0, result.failure_text or result.raw
     assert env_value(host, "SECRET_KEY") == before
-    assert before not in result.raw
+    assert before not in result.output, "the secret key is in the playbook's output"
 
 
 def test_systemctl_reload_is_graceful_and_reports_ready(host):
@@ -184,20 +184,123 @@ def test_a_value_uwsgi_rejects_fails_and_the_server_keeps_running(host):
     assert main_pid(host, UNIT) == pid
 
 
-@pytest.mark.parametrize("bad, variable", [
-    ({"uwsgi_socket": "tcp://10.0.0.1:3031"}, "uwsgi_socket"),
-    ({"uwsgi_socket": "10.0.0.1:70000"}, "uwsgi_socket"),
-    ({"uwsgi_processes": -1}, "uwsgi_processes"),
-    ({"uwsgi_apps": [{"name": "flaskapp", "threads": 0}]}, "uwsgi_threads"),
-    ({"flask_app_root": "srv/app"}, "flask_app_root"),
-    ({"flask_app_source_type": "svn"}, "flask_app_source_type"),
-    ({"flask_app_database_url": "not a url"}, "flask_app_database_url"),
+@pytest.mark.parametrize("bad, role, variable", [
+    ({"uwsgi_socket": "tcp://10.0.0.1:3031"}, "uwsgi", "uwsgi_socket"),
+    ({"uwsgi_socket": "10.0.0.1:70000"}, "uwsgi", "uwsgi_socket"),
+    ({"uwsgi_processes": -1}, "uwsgi", "uwsgi_processes"),
+    ({"uwsgi_apps": [{"name": "flaskapp", "threads": 0}]}, "uwsgi", "uwsgi_threads"),
+    ({"flask_app_root": "srv/app"}, "flask_app", "flask_app_root"),
+    ({"flask_app_source_type": "svn"}, "flask_app", "flask_app_source_type"),
+    ({"flask_app_database_url": "not a url"}, "flask_app", "flask_app_database_url"),
 ])
-def test_bad_input_fails_before_any_change(host, bad, variable):
+def test_bad_input_fails_before_any_change(host, bad, role, variable):
     on_first_platform_only(host)
-    pid = main_pid(host, UNIT)
+    files = ["/etc/uwsgi/flaskapp.ini", "/etc/systemd/system/uwsgi-flaskapp.service", "/etc/flaskops/flaskapp.env",
+             "/srv/flaskapp/current"]
+    pid, before = main_pid(host, UNIT), files_state(host, files)
     result = run_converge(host, bad, tags=["flask_app", "uwsgi"])
-    assert result.returncode != 0
-    assert variable in result.failure_text, result.failure_text or result.raw
-    assert result.changed == 0
+    assert_refused_by_the_role(result, role, variable)
     assert main_pid(host, UNIT) == pid
+    assert files_state(host, files) == before
+
+
+# --- Release sources, venv sharing and pruning (the defaults no other test
+# reaches). Each deploys with tags=flask_app and checks what uWSGI serves.
+
+RELEASES = "/srv/flaskapp/releases"
+
+
+def release_marker(host, release_dir: str) -> dict:
+    return json.loads(host.check_output("cat %s/.flaskops-release.json", release_dir))
+
+
+def served_title(host) -> str:
+    return uwsgi_request(host, SOCKET, "/").body
+
+
+def marked_copy(destination: Path, marker: str) -> Path:
+    """The sample app copied to destination, its page title marked."""
+    shutil.copytree(SAMPLE_APP, destination, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache", "tests"))
+    page = destination / "app" / "templates" / "base.html"
+    page.write_text(page.read_text().replace("</h1>", f" {marker}</h1>", 1))
+    assert marker in page.read_text()
+    return destination
+
+
+def test_a_release_from_a_git_repository(host, tmp_path):
+    on_first_platform_only(host)
+    repo = "/tmp/flaskops-git-source"
+    source = marked_copy(tmp_path / "app", "(from git)")
+    host.check_output("rm -rf %s && mkdir -p %s", repo, repo)
+    for path in sorted(source.rglob("*")):
+        target = f"{repo}/{path.relative_to(source)}"
+        if path.is_dir():
+            host.check_output("mkdir -p %s", target)
+        else:
+            host.check_output("printf %s %s | base64 -d > %s", "%s",
+                              __import__("base64").b64encode(path.read_bytes()).decode(), target)
+    host.check_output("DEBIAN_FRONTEND=noninteractive apt-get install -y -q git >/dev/null 2>&1 || "
+                      "(apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q git)")
+    host.check_output("cd %s && git init -q -b main && git add -A && "
+                      "git -c user.name=test -c user.email=test@example.invalid commit -q -m release", repo)
+    commit = host.check_output("git -C %s rev-parse HEAD", repo)
+
+    result = run_converge(host, {"flask_app_source_type": "git", "flask_app_git_repo": f"file://{repo}",
+                                 "flask_app_git_version": "main"}, tags=["flask_app"])
+    assert result.returncode == 0, result.failure_text or result.raw
+    assert current_release(host) == f"{RELEASES}/{commit[:12]}"
+    assert release_marker(host, current_release(host))["origin"] == f"file://{repo}@{commit}"
+    assert wait_for(lambda: "(from git)" in served_title(host), timeout=60)
+
+
+def test_a_release_from_an_archive_with_its_top_directory_stripped(host, tmp_path):
+    on_first_platform_only(host)
+    import hashlib
+    import tarfile
+
+    source = marked_copy(tmp_path / "flaskapp-1.0", "(from an archive)")
+    archive = tmp_path / "flaskapp-1.0.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(source, arcname="flaskapp-1.0")
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+
+    result = run_converge(host, {"flask_app_source_type": "archive", "flask_app_archive": str(archive),
+                                 "flask_app_archive_strip_components": 1}, tags=["flask_app"])
+    assert result.returncode == 0, result.failure_text or result.raw
+    assert current_release(host) == f"{RELEASES}/{digest[:12]}"
+    assert host.file(f"{current_release(host)}/wsgi.py").exists, "the top directory was not stripped"
+    assert wait_for(lambda: "(from an archive)" in served_title(host), timeout=60)
+
+
+def test_releases_with_the_same_requirements_share_one_venv(host):
+    on_first_platform_only(host)
+    releases = host.check_output("ls -1 %s", RELEASES).split()
+    assert len(releases) >= 3, releases
+    venvs = {host.check_output("readlink -f %s/%s/venv", RELEASES, release) for release in releases}
+    assert len(venvs) == 1, venvs
+    assert host.check_output("ls -1 /srv/flaskapp/venvs").split() == [Path(venvs.pop()).name]
+    # Built once, with the first release: older than every later release.
+    built = int(host.check_output("stat -c %s /srv/flaskapp/venvs/*/.complete", "%Y"))
+    newest = max(int(host.check_output("stat -c %%Y %s/%s/.flaskops-release.json", RELEASES, r)) for r in releases)
+    assert built < newest
+
+
+def test_old_releases_are_pruned_but_the_live_one_stays(host):
+    on_first_platform_only(host)
+
+    def by_age() -> list[str]:
+        out = host.check_output("stat -c '%%Y %%n' %s/*/.flaskops-release.json | sort -n", RELEASES)
+        return [line.split()[1].rsplit("/", 1)[0] for line in out.splitlines()]
+
+    before = by_age()
+    assert len(before) >= 3, before
+    # Back to the first release (the default source; already built, so it
+    # stays the oldest), keeping only one more: the newest.
+    result = run_converge(host, {"flask_app_keep_releases": 1}, tags=["flask_app"])
+    assert result.returncode == 0, result.failure_text or result.raw
+    live = current_release(host)
+    assert live == before[0]
+    assert sorted(by_age()) == sorted({live, before[-1]}), (before, by_age())
+    assert wait_for(lambda: "(from" not in served_title(host), timeout=60)
+    # The shared venv stays: the remaining releases use it.
+    assert host.file(f"{live}/venv/bin/python").exists
