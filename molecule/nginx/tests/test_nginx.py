@@ -5,7 +5,8 @@ import shlex
 import time
 
 import pytest
-from flaskops_testinfra import http, on_first_platform_only, run_converge
+from flaskops_testinfra import (assert_refused_by_the_role, files_state, http, main_pid, on_first_platform_only,
+                                run_converge, tls_suites)
 
 HTTP = "http://127.0.0.1"
 HTTPS = "https://127.0.0.1"
@@ -217,12 +218,12 @@ def test_bad_input_fails_before_any_change(host, variable, value):
     extra = {variable: value}
     if variable == "nginx_tls_certificate_file":
         extra["nginx_tls_source"] = "files"
-    before = host.file(SITE).sha256sum
+    files = [SITE, "/etc/nginx/nginx.conf", "/etc/nginx/sites-enabled/flaskapp.conf"]
+    master, before = main_pid(host, "nginx"), files_state(host, files)
     result = run_converge(host, extra, tags=["nginx"])
-    assert result.returncode != 0
-    assert result.changed == 0, "nothing may change on the host"
-    assert variable in result.failure_text, result.failure_text
-    assert host.file(SITE).sha256sum == before
+    assert_refused_by_the_role(result, "nginx", variable)
+    assert main_pid(host, "nginx") == master
+    assert files_state(host, files) == before
 
 
 def test_acme_option_renders_a_valid_site_without_running_certbot(host):
@@ -244,3 +245,97 @@ def test_acme_option_renders_a_valid_site_without_running_certbot(host):
         host.run("rm -rf /var/www/acme/.well-known")
         assert run_converge(host, {}, tags=["nginx"]).returncode == 0
     assert "acme-challenge" not in host.file(SITE).content_string
+
+
+def put_file(host, path: str, content: bytes) -> None:
+    """Write a file inside the host (its directory is created)."""
+    import base64
+
+    host.check_output("mkdir -p %s && printf %s %s | base64 -d > %s", path.rsplit("/", 1)[0], "%s",
+                      base64.b64encode(content).decode(), path)
+
+
+OCSP_PORT = 8888
+
+
+def make_rsa_ca_and_site_certificate(directory) -> dict[str, str]:
+    """A test CA and an RSA certificate for localhost it signs, whose OCSP
+    responder is http://127.0.0.1:8888 (openssl ocsp, run on the host). Made
+    with the controller's openssl; returns the paths and the index line the
+    responder needs."""
+    import subprocess
+
+    def openssl(*args: str) -> str:
+        return subprocess.run(["openssl", *args], check=True, capture_output=True, text=True, cwd=directory).stdout
+
+    (directory / "site.ext").write_text(
+        "basicConstraints = CA:FALSE\nkeyUsage = digitalSignature, keyEncipherment\nextendedKeyUsage = serverAuth\n"
+        f"subjectAltName = DNS:localhost\nauthorityInfoAccess = OCSP;URI:http://127.0.0.1:{OCSP_PORT}\n")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+            "-subj", "/CN=flaskops test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "site.key", "-out", "site.csr", "-subj", "/CN=localhost")
+    openssl("x509", "-req", "-in", "site.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-set_serial", "0x1001",
+            "-days", "1", "-extfile", "site.ext", "-out", "site.crt")
+    end = openssl("x509", "-in", "site.crt", "-noout", "-enddate").strip().split("=", 1)[1]
+    expiry = time.strftime("%y%m%d%H%M%SZ", time.strptime(end, "%b %d %H:%M:%S %Y %Z"))
+    return {name: str(directory / name) for name in ("ca.crt", "ca.key", "site.crt", "site.key")} | {
+        "index": f"V\t{expiry}\t\t1001\tunknown\t/CN=localhost\n"}
+
+
+def test_a_files_certificate_with_an_rsa_key_is_served_stapled_with_strong_suites_only(host, tmp_path):
+    # nginx_tls_source: files with an issuer chain: the given RSA pair is
+    # served, OCSP stapling is on (the response comes from a responder on
+    # the host), and over TLS 1.2 only ECDHE-RSA with AEAD is agreed.
+    on_first_platform_only(host)
+    pki = make_rsa_ca_and_site_certificate(tmp_path)
+    for name in ("ca.crt", "ca.key"):
+        put_file(host, f"/tmp/flaskops-ocsp/{name}", open(pki[name], "rb").read())
+    put_file(host, "/tmp/flaskops-ocsp/index.txt", pki["index"].encode())
+    responder = host.check_output(
+        "nohup timeout 300 openssl ocsp -index /tmp/flaskops-ocsp/index.txt -port %s -CA /tmp/flaskops-ocsp/ca.crt "
+        "-rsigner /tmp/flaskops-ocsp/ca.crt -rkey /tmp/flaskops-ocsp/ca.key -ignore_err "
+        ">/tmp/flaskops-ocsp/responder.log 2>&1 & echo $!", str(OCSP_PORT))
+    try:
+        result = run_converge(host, {"nginx_tls_source": "files", "nginx_tls_certificate_file": pki["site.crt"],
+                                     "nginx_tls_key_file": pki["site.key"], "nginx_tls_chain_file": pki["ca.crt"]},
+                              tags=["nginx"])
+        assert result.returncode == 0, result.failure_text or result.raw
+        # nginx asks the responder on the first handshake and staples the
+        # answer from then on.
+        stapled = ""
+        for _attempt in range(10):
+            stapled = s_client(host, "-status", "-CAfile", "/tmp/flaskops-ocsp/ca.crt", "-verify_return_error").stdout
+            if "OCSP Response Status: successful" in stapled:
+                break
+            time.sleep(1)
+        assert "OCSP Response Status: successful" in stapled and "Cert Status: good" in stapled, stapled
+        assert "Verify return code: 0 (ok)" in stapled and "CN = flaskops test CA" in stapled, stapled
+        suites = tls_suites(host, "auth-rsa")
+        assert {"ECDHE-RSA-AES128-SHA", "ECDHE-RSA-AES256-SHA384", "AES128-SHA", "AES256-SHA256"} <= set(suites)
+        assert not [s for s, r in suites.items() if r[0] == "client-cannot"], suites
+        agreed = {suite for suite, result in suites.items() if result[0] == "ok"}
+        assert agreed == {"ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384",
+                          "ECDHE-RSA-CHACHA20-POLY1305"}, sorted(agreed)
+    finally:
+        host.run("kill %s", responder)
+        assert run_converge(host, {}, tags=["nginx"]).returncode == 0
+    # Back on the self-signed ECDSA pair, without stapling.
+    assert "OCSP response: no response sent" in s_client(host, "-status").stdout
+
+
+def test_with_https_off_the_site_is_served_over_plain_http(host):
+    on_first_platform_only(host)
+    try:
+        result = run_converge(host, {"nginx_https": False}, tags=["nginx"])
+        assert result.returncode == 0, result.failure_text or result.raw
+        resp = http(host, HTTP + "/api/info")
+        assert resp.status == 200, (resp.status, resp.headers)
+        assert "strict-transport-security" not in resp.headers
+        assert resp.headers["x-frame-options"] == "SAMEORIGIN"
+        assert http(host, HTTP + "/static/css/app.css").status == 200
+        assert host.check_output("ss -Hltn 'sport = :%s'", "443") == "", "something still listens on 443"
+    finally:
+        assert run_converge(host, {}, tags=["nginx"]).returncode == 0
+    assert http(host, HTTP + "/api/info").status == 301
+    assert http(host, HTTPS + "/api/info").status == 200
