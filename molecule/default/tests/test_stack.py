@@ -11,7 +11,8 @@ import subprocess
 import time
 
 import pytest
-from flaskops_testinfra import http, postgres_unit, run_playbook, uwsgi_requests_served, wait_for
+from flaskops_testinfra import (http, main_pid, postgres_unit, run_playbook, uwsgi_requests_served, uwsgi_stats,
+                                wait_for)
 
 SITE = "https://127.0.0.1"
 STATS = "/run/uwsgi/flaskapp/stats.sock"
@@ -68,6 +69,17 @@ def test_static_files_are_served_by_nginx_without_touching_uwsgi(host):
     # The counter does move for a page the app makes.
     assert http(host, SITE + "/api/notes").status == 200
     assert wait_for(lambda: uwsgi_requests_served(host, STATS) == before + 1, timeout=5)
+
+
+def test_uwsgi_runs_two_workers_per_vcpu_by_default(host):
+    # The scenario leaves uwsgi_processes to its default: uwsgi_workload
+    # "cpu" gives 2 x the vCPUs Ansible counts (processor entries of
+    # /proc/cpuinfo), all running.
+    vcpus = int(host.check_output("grep -c ^processor /proc/cpuinfo"))
+    workers = uwsgi_stats(host, STATS)["workers"]
+    assert len(workers) == 2 * vcpus, (vcpus, len(workers))
+    master = str(main_pid(host, "uwsgi-flaskapp"))
+    assert len(host.check_output("pgrep -P %s", master).split()) == 2 * vcpus
 
 
 def test_http_redirects_to_https(host):
