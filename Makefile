@@ -16,7 +16,7 @@ export MOLECULE_JOBS ?= 2
 SUITES      ?= bookworm trixie
 
 .PHONY: role-docs changelog-lint help venv collection-link engine images up down test lint yamllint ansible-lint \
-        sanity sample-app-test wiring-test collection-test molecule changelog clean bench
+        sanity sample-app-test wiring-test collection-test molecule changelog clean bench test-quick
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -47,6 +47,10 @@ down: venv ## remove the local container host
 test: venv collection-link lint sample-app-test wiring-test collection-test sanity images molecule ## everything the project checks
 	@echo "make test: all checks passed"
 
+test-quick: venv collection-link lint sample-app-test wiring-test images ## inner loop: lint, the sample app's tests, wiring, the base scenario
+	@scripts/molecule-all.sh base
+	@echo "make test-quick: passed"
+
 lint: yamllint ansible-lint changelog-lint role-docs ## yamllint, ansible-lint (production profile), changelog, README tables
 
 yamllint: venv
@@ -61,7 +65,7 @@ sanity: venv ## ansible-test sanity from an ansible_collections/flaskops/stack c
 sample-app-test: venv ## the sample app's pytest suite against a real PostgreSQL
 	@scripts/test-sample-app.sh
 
-wiring-test: venv ## what site.yml wires into each role for several inventory layouts (no hosts needed)
+wiring-test: venv ## what the real plays pass each role for several inventory layouts (check mode, recorder roles)
 	python -m pytest -q -p no:cacheprovider tests/wiring
 
 collection-test: venv ## build the collection tarball, install it into .cache/installed-collections, resolve it
