@@ -5,18 +5,22 @@
    a warm re-run that must report changed=0, then the same warm re-run under
    Mitogen's strategy. Wall time and time per role of each.
 2. bench/extras.yml adds the endpoints of the rows the shipped site does not
-   have (raw uWSGI, plain HTTP, TCP, the reference recipe's settings).
+   have (raw uWSGI, plain HTTP, TCP, the reference recipe's uWSGI settings
+   behind this collection's nginx, and the whole recipe: its own nginx
+   configuration, bench/recipe-nginx.conf, in front of those settings).
 3. wrk runs inside the container against its own 127.0.0.1, the same
    connections and threads for every row, ROUNDS rounds after a warm-up.
-   Rows whose ratio has a target run back to back (A' then B, C then R, E
-   then F; the other way round in every other round), and each round starts
-   one group later, so a slow minute of a shared machine hits both rows of a
-   ratio alike.
+   Rows whose ratio has a target run back to back (A' then B, R then C then
+   RN, E then F; the other way round in every other round), and each round
+   starts one group later, so a slow minute of a shared machine hits both
+   rows of a ratio alike. A ratio is taken per round, from the two rows' runs
+   of that round; a target on it is met only when its lowest round meets it.
 4. bench/results/<date>.json, .md and .png; docs/benchmarks.md shows the
    table and chart of the latest run between its bench markers.
 
 The exit status is 1 when a row saw errors or a target was missed.
-`bench.py --report bench/results/<date>.json` renders a saved run again.
+`bench.py --report bench/results/<date>.json` renders a saved run again (rewriting
+that .json, its .md and docs/benchmarks.md); `bench.py --help` prints this.
 Settings (environment): BENCH_ROUNDS (5), BENCH_DURATION seconds per run (10),
 BENCH_CONNECTIONS (50), BENCH_THREADS (2), BENCH_HOST (flaskops-bench).
 """
@@ -43,6 +47,13 @@ THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
 LUA = "/root/wrk-report.lua"
+# Row RN's nginx configuration: the reference recipe's, with each change
+# marked by a "# adjusted:" comment line, which the report lists.
+RECIPE_NGINX = ROOT / "bench" / "recipe-nginx.conf"
+ADJUSTED = re.compile(r"^\s*# adjusted: (.+)$", re.MULTILINE)
+# A header that only the recipe's server block sends: proves that row RN's
+# port is answered by it, not by one of this collection's sites.
+RECIPE_NGINX_HEADER = "X-XSS-Protection"
 
 DYNAMIC = "/api/client"  # a Flask view without database access, Cache-Control: no-store
 # Rows: key, label, URL inside the host, whether targets count it.
@@ -51,6 +62,10 @@ DYNAMIC = "/api/client"  # a Flask view without database access, Cache-Control: 
 # plain http-socket: it closes the connection after each response without
 # saying so, and wrk counts a read error per request there (a reconnect, not
 # a failed request), so read errors are not failures for row A.
+# Rows R and RN are the reference recipe beside the shipped site (C): R is
+# the recipe's uWSGI settings behind this collection's nginx, RN the same
+# uWSGI behind the recipe's own nginx configuration (R + the recipe's Nginx;
+# no other key starts with R, and S would read as an unrelated next row).
 RECONNECTING = {"A"}
 ROWS = [
     ("A", "raw uWSGI http-socket (reconnects)", "http://127.0.0.1:9090" + DYNAMIC, True),
@@ -61,13 +76,17 @@ ROWS = [
     ("E", "static file from nginx (/static/css/app.css)", "http://127.0.0.1:8081/static/css/app.css", True),
     ("F", "cached dynamic page (uwsgi_cache HIT)", "http://127.0.0.1:8081/api/info", True),
     ("G", "page reading 50 rows from PostgreSQL", "http://127.0.0.1:8081/api/notes", True),
-    ("R", "reference recipe's basic settings, HTTPS", "https://127.0.0.1:8443" + DYNAMIC, True),
+    ("R", "reference recipe's uWSGI settings behind this collection's nginx, HTTPS", "https://127.0.0.1:8443" + DYNAMIC,
+     True),
+    ("RN", "whole reference recipe: its nginx server block and uWSGI settings, HTTPS", "https://127.0.0.1:8444" + DYNAMIC,
+     True),
 ]
-# Rows measured back to back in each round (see measure()).
-GROUPS = [("A'", "B"), ("C", "R"), ("E", "F"), ("A",), ("D",), ("G",)]
+# Rows measured back to back in each round (see measure()). C sits between
+# R and RN so that both C/R and C/RN are back to back; R/RN is one run apart.
+GROUPS = [("A'", "B"), ("R", "C", "RN"), ("E", "F"), ("A",), ("D",), ("G",)]
 # name, numerator, denominator, lower bound (None: reported only)
 RATIOS = [("B/A'", "B", "A'", 0.90), ("B/A", "B", "A", None), ("C/B", "C", "B", None), ("D/B", "D", "B", None),
-          ("F/E", "F", "E", 0.80), ("C/R", "C", "R", 1.25)]
+          ("F/E", "F", "E", 0.80), ("C/R", "C", "R", 1.25), ("C/RN", "C", "RN", None), ("R/RN", "R", "RN", None)]
 P99_LIMIT_MS = {"C": 50.0}
 WARM_LIMIT_S = 20.0  # warm re-run of the whole stack (changed=0)
 # Provisioning runs: key in the results, label in the reports.
@@ -134,7 +153,6 @@ def converge(label: str, playbook: str, env_extra: dict | None = None, args: tup
         raise SystemExit(f"{label}: the playbook failed (see .cache/bench/{label}.json)")
     per_role: dict[str, float] = {}
     tasks = []
-    compiled = []
     for play in report["plays"]:
         for task in play["tasks"]:
             name = task["task"]["name"]
@@ -142,10 +160,6 @@ def converge(label: str, playbook: str, env_extra: dict | None = None, args: tup
             seconds = _seconds(task["task"]["duration"])
             per_role[role] = per_role.get(role, 0.0) + seconds
             tasks.append((seconds, name))
-            for result in task["hosts"].values():
-                for item in result.get("results", [result]):
-                    found = re.findall(r"Building wheel for (\S+)", str(item.get("stdout", "")))
-                    compiled += [f"{pkg} ({name})" for pkg in found]
     tasks.sort(reverse=True)
     return {
         "wall_s": round(wall, 1),
@@ -154,7 +168,6 @@ def converge(label: str, playbook: str, env_extra: dict | None = None, args: tup
         "tasks": len(tasks),
         "per_role_s": {k: round(v, 1) for k, v in sorted(per_role.items(), key=lambda kv: -kv[1])},
         "slowest_tasks": [{"task": n, "s": round(s, 1)} for s, n in tasks[:6]],
-        "compiled_from_source": compiled,
     }
 
 
@@ -175,6 +188,10 @@ def prepare_host() -> dict:
     cache = in_host("curl -s -o /dev/null -D - http://127.0.0.1:8081/api/info")
     if not re.search(r"(?im)^X-Cache-Status: HIT", cache):
         raise SystemExit(f"row F: /api/info is not a cache hit:\n{cache}")
+    recipe_url = next(url for key, _label, url, _counted in ROWS if key == "RN")
+    recipe = in_host(f"curl -sk -o /dev/null -D - {shlex.quote(recipe_url)}")
+    if not re.search(rf"(?im)^{RECIPE_NGINX_HEADER}:", recipe):
+        raise SystemExit(f"row RN: no {RECIPE_NGINX_HEADER} header, not the recipe's server block:\n{recipe}")
     ini = {name: in_host(f"grep -E '^(processes|threads) ' /etc/uwsgi/{name}.ini").split("\n")
            for name in ("flaskapp", "recipe")}
     return {
@@ -219,16 +236,25 @@ def measure() -> dict:
     return runs
 
 
+def target(what: str, measured: str, verdict_on: str, value: float, met: bool) -> dict:
+    """A target row: the figures over the rounds, and the one the verdict uses."""
+    return {"target": what, "measured": measured, "verdict_on": verdict_on, "value": value, "met": met}
+
+
 def summarise(runs: dict[str, list[dict]]) -> tuple[dict, dict, list[dict]]:
+    # A saved run from before a row existed has no rounds of it: that row,
+    # and the ratios and targets that need it, are left out.
     rows = {}
     for key, label, url, counted in ROWS:
+        if key not in runs:
+            continue
         rps = [r["rps"] for r in runs[key]]
+        p99 = [r["p99_ms"] for r in runs[key]]
         rows[key] = {
             "label": label, "url": url, "counted_in_targets": counted,
             "rps_median": round(statistics.median(rps), 1), "rps_min": min(rps), "rps_max": max(rps),
             "p50_ms_median": round(statistics.median(r["p50_ms"] for r in runs[key]), 2),
-            "p99_ms_median": round(statistics.median(r["p99_ms"] for r in runs[key]), 2),
-            "p99_ms_max": max(r["p99_ms"] for r in runs[key]),
+            "p99_ms_median": round(statistics.median(p99), 2), "p99_ms_min": min(p99), "p99_ms_max": max(p99),
             "requests": sum(r["requests"] for r in runs[key]),
             "errors": sum(r["errors"] for r in runs[key]),
             "non_2xx": sum(r["non_2xx"] for r in runs[key]),
@@ -237,21 +263,35 @@ def summarise(runs: dict[str, list[dict]]) -> tuple[dict, dict, list[dict]]:
     ratios = {}
     targets = []
     for name, num, den, bound in RATIOS:
-        # One ratio per round (a target's rows ran back to back), then their median.
+        if num not in rows or den not in rows:
+            continue
+        # One ratio per round, from the two rows' runs of that round (back to back).
         per_round = [a["rps"] / b["rps"] for a, b in zip(runs[num], runs[den])]
-        ratios[name] = {"median": round(statistics.median(per_round), 3),
-                        "min": round(min(per_round), 3), "max": round(max(per_round), 3), "target": bound}
+        ratio = {"median": round(statistics.median(per_round), 3), "min": round(min(per_round), 3),
+                 "max": round(max(per_round), 3), "target": bound, "rounds": [round(r, 3) for r in per_round]}
+        ratios[name] = ratio
         if bound is not None:
-            targets.append({"target": f"{name} >= {bound}", "measured": ratios[name]["median"],
-                            "met": ratios[name]["median"] >= bound})
+            # The lowest round decides: a median of 1.28 over rounds down to
+            # 1.20 does not show that the shipped settings are 25% faster.
+            targets.append(target(f"{name} >= {bound}", f"{ratio['median']} ({ratio['min']}-{ratio['max']})",
+                                  f"lowest round: {ratio['min']}", ratio["min"], min(per_round) >= bound))
     for key, limit in P99_LIMIT_MS.items():
-        targets.append({"target": f"p99 of {key} < {limit:g} ms", "measured": rows[key]["p99_ms_median"],
-                        "met": rows[key]["p99_ms_median"] < limit})
+        if key in rows:
+            row = rows[key]
+            targets.append(target(f"p99 of {key} < {limit:g} ms",
+                                  f"{row['p99_ms_median']} ({row['p99_ms_min']}-{row['p99_ms_max']}), "
+                                  "median of per-round p99",
+                                  f"worst round: {row['p99_ms_max']}", row["p99_ms_max"], row["p99_ms_max"] < limit))
     for key, row in rows.items():
         if row["counted_in_targets"]:
-            targets.append({"target": f"row {key}: no errors, no non-2xx", "measured": row["errors"],
-                            "met": row["errors"] == 0})
+            targets.append(target(f"row {key}: no errors, no non-2xx", str(row["errors"]),
+                                  f"all rounds: {row['errors']}", row["errors"], row["errors"] == 0))
     return rows, ratios, targets
+
+
+def recipe_adjustments() -> list[str]:
+    """What row RN's nginx configuration changes in the recipe's (its "# adjusted:" lines)."""
+    return ADJUSTED.findall(RECIPE_NGINX.read_text())
 
 
 # --- Reports -------------------------------------------------------------------------
@@ -262,21 +302,33 @@ def markdown(result: dict) -> str:
         f"Run of {result['date']} on {cfg['vcpus']} vCPUs ({cfg['cpu']}); wrk {cfg['threads']} threads, "
         f"{cfg['connections']} connections, {cfg['rounds']} rounds of {cfg['duration_s']} s "
         "(the rows of a ratio back to back), inside the host against its own 127.0.0.1. "
-        "Medians, (min-max) over the rounds.",
+        "req/s: median (min-max) of the rounds; p50 and p99: the median of the per-round p50 and of the "
+        "per-round p99 (each round's wrk run has its own percentiles).",
         "",
-        "| Row | What | req/s | p50 ms | p99 ms | errors |",
+        "| Row | What | req/s | p50 ms: median of per-round p50 | p99 ms: median of per-round p99 (max) | errors |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for key, row in result["rows"].items():
         lines.append(f"| {key} | {row['label']} | {row['rps_median']:,.0f} ({row['rps_min']:,.0f}-{row['rps_max']:,.0f}) "
-                     f"| {row['p50_ms_median']} | {row['p99_ms_median']} | {row['errors']} |")
-    lines += ["", "| Ratio | median (min-max of the rounds) | target |", "|---|---:|---|"]
+                     f"| {row['p50_ms_median']} | {row['p99_ms_median']} ({row['p99_ms_max']}) | {row['errors']} |")
+    adjustments = result.get("recipe_nginx_adjustments")
+    if "RN" in result["rows"] and adjustments:
+        lines += ["", "Row RN runs the reference recipe's own nginx configuration (bench/recipe-nginx.conf: its "
+                  "upstream and both server blocks) in front of row R's uWSGI, changed only where nginx refuses "
+                  "it or it cannot work on the bench host:", ""]
+        lines += [f"- {a}" for a in adjustments]
+    lines += ["", "| Ratio | median (min-max) of the paired per-round ratios | target |", "|---|---:|---|"]
     for name, ratio in result["ratios"].items():
-        target = f">= {ratio['target']}" if ratio["target"] is not None else "reported"
-        lines.append(f"| {name} | {ratio['median']} ({ratio['min']}-{ratio['max']}) | {target} |")
-    lines += ["", "| Target | measured | met |", "|---|---:|---|"]
+        bound = f">= {ratio['target']} in its lowest round" if ratio["target"] is not None else "reported"
+        lines.append(f"| {name} | {ratio['median']} ({ratio['min']}-{ratio['max']}) | {bound} |")
+    lines += ["", "A target is judged on its worst round, not on the median: a ratio target is met only when "
+              "the lowest of its paired per-round ratios meets it, the p99 limit only when the worst round's "
+              "p99 stays under it, and a provisioning time limit only when its run stays under it. "
+              "\"measured\" gives the median (min-max) of the rounds for ratios and p99, the sum over the "
+              "rounds for errors.",
+              "", "| Target | measured | verdict on | met |", "|---|---:|---:|---|"]
     for t in result["targets"]:
-        lines.append(f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else '**no**'} |")
+        lines.append(f"| {t['target']} | {t['measured']} | {t['verdict_on']} | {'yes' if t['met'] else '**no**'} |")
     prov = result["provisioning"]
     lines += ["", "| Provisioning | wall s | changed | time per role (s) |", "|---|---:|---:|---|"]
     for phase, what in PHASES.items():
@@ -285,8 +337,7 @@ def markdown(result: dict) -> str:
             roles = ", ".join(f"{k} {v}" for k, v in p["per_role_s"].items())
             lines.append(f"| {what} | {p['wall_s']} | {p['changed']} | {roles} |")
     slow = "; ".join(f"{t['task']} {t['s']} s" for t in prov["cold"]["slowest_tasks"][:4])
-    lines += ["", f"Slowest tasks of the cold converge: {slow}.",
-              f"Packages compiled from source: {', '.join(prov['cold']['compiled_from_source']) or 'none'}."]
+    lines += ["", f"Slowest tasks of the cold converge: {slow}."]
     return "\n".join(lines) + "\n"
 
 
@@ -304,12 +355,12 @@ def update_doc(table: str, png: Path | None, stem: str) -> None:
 
 
 def provisioning_targets(prov: dict) -> list[dict]:
-    warm = [{"target": f"{PHASES[phase]} < {WARM_LIMIT_S:g} s", "measured": prov[phase]["wall_s"],
-             "met": prov[phase]["wall_s"] < WARM_LIMIT_S}
+    # One run per phase, so the worst run is that run. (No target on wheels
+    # built from source: the roles run pip with only-binary, so a package
+    # without a wheel fails the converge rather than compiling.)
+    return [target(f"{PHASES[phase]} < {WARM_LIMIT_S:g} s", str(prov[phase]["wall_s"]),
+                   f"the one run: {prov[phase]['wall_s']}", prov[phase]["wall_s"], prov[phase]["wall_s"] < WARM_LIMIT_S)
             for phase in WARM_PHASES if phase in prov]
-    return warm + [{"target": "cold converge compiles nothing a wheel provides",
-                    "measured": len(prov["cold"]["compiled_from_source"]),
-                    "met": not prov["cold"]["compiled_from_source"]}]
 
 
 def report(result: dict, stem: str) -> int:
@@ -331,6 +382,13 @@ def report(result: dict, stem: str) -> int:
 
 
 def main() -> int:
+    # Any other argument is refused rather than ignored: the plain command
+    # creates a container and runs the whole benchmark.
+    if sys.argv[1:] in (["-h"], ["--help"]):
+        print(__doc__)
+        return 0
+    if sys.argv[1:] and not (sys.argv[1] == "--report" and len(sys.argv) == 3):
+        raise SystemExit("usage: bench.py [--report bench/results/DATE.json | --help]")
     if sys.argv[1:2] == ["--report"]:
         # Re-render a saved run (same rounds, current rows/ratios/targets): bench.py --report FILE.json
         src = Path(sys.argv[2])
@@ -359,6 +417,7 @@ def main() -> int:
                      "threads": THREADS},
         "provisioning": provisioning,
         "rows": rows, "ratios": ratios, "targets": targets + provisioning_targets(provisioning),
+        "recipe_nginx_adjustments": recipe_adjustments(),
         "bench_wall_s": round(time.monotonic() - started),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -1,32 +1,44 @@
 """Draws a `make bench` result as a PNG: req/s per row (median, min-max bars)
-and p99 latency. Usage: chart.py RESULT.json OUT.png (runs in the chart venv
-that scripts/bench.sh builds from requirements/bench.txt)."""
+and p99 latency (median of the per-round p99). Usage: chart.py RESULT.json
+OUT.png (runs in the chart venv that scripts/bench.sh builds from
+requirements/bench.txt). Labels come from the result file; `bench.py
+--report` brings a saved file's labels up to date first."""
 
 from __future__ import annotations
 
 import json
 import sys
+import textwrap
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+# Bar colours: rows served through uWSGI, the reference recipe's rows (its
+# uWSGI settings behind this collection's nginx, and the whole recipe),
+# rows nginx answers alone; grey: rows the targets do not count.
+THROUGH_UWSGI = ("A", "A'", "B", "C", "D", "G")
+RECIPE = ("R", "RN")
+LABEL_WIDTH = 48  # characters per line of a row's label; longer ones wrap
+
 
 def main(src: str, out: str) -> None:
     result = json.load(open(src))
     rows = result["rows"]
     keys = list(rows)[::-1]
-    labels = [f"{k}  {rows[k]['label']}" for k in keys]
+    labels = [textwrap.fill(f"{k}  {rows[k]['label']}", LABEL_WIDTH) for k in keys]
     med = [rows[k]["rps_median"] for k in keys]
     low = [rows[k]["rps_median"] - rows[k]["rps_min"] for k in keys]
     high = [rows[k]["rps_max"] - rows[k]["rps_median"] for k in keys]
     p99 = [rows[k]["p99_ms_median"] for k in keys]
     colors = ["#9e9e9e" if not rows[k]["counted_in_targets"] else
-              "#1e88e5" if k in ("A", "A'", "B", "C", "D", "G") else
-              "#e53935" if k == "R" else "#009639" for k in keys]
+              "#1e88e5" if k in THROUGH_UWSGI else
+              "#e53935" if k in RECIPE else "#009639" for k in keys]
 
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5.2), gridspec_kw={"width_ratios": [3, 1.2]}, sharey=True)
+    # Height grows with the rows (5.2 inches for the nine rows of the first runs).
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 0.5 * len(keys) + 1.5), gridspec_kw={"width_ratios": [3, 1.2]},
+                                  sharey=True)
     ax.barh(labels, med, xerr=[low, high], color=colors, capsize=3)
     for y, value in enumerate(med):
         ax.text(value, y, f"  {value:,.0f}", va="center", fontsize=8)
@@ -35,7 +47,7 @@ def main(src: str, out: str) -> None:
     ax2.barh(labels, p99, color=colors)
     for y, value in enumerate(p99):
         ax2.text(value, y, f" {value:g}", va="center", fontsize=8)
-    ax2.set_xlabel("p99 latency, ms")
+    ax2.set_xlabel("p99 latency, ms\n(median of per-round p99)")
     ax2.set_xlim(0, max(p99) * 1.35)
     cfg = result["settings"]
     fig.suptitle(f"flaskops.stack make bench, {result['date']}: {cfg['vcpus']} vCPUs, wrk {cfg['connections']} "
