@@ -29,6 +29,13 @@ def over_tcp(host, user: str, password: str | None, sql: str = "SELECT current_u
     return host.run(prefix + "psql -X -At -w -h 127.0.0.1 -U %s -d %s -c %s", *args, user, db, sql)
 
 
+def app_sql(host, sql: str) -> str:
+    """Run SQL as the app role over TCP; it must succeed."""
+    result = over_tcp(host, "flaskapp", app_password(), sql)
+    assert result.rc == 0, result.stderr
+    return result.stdout.strip()
+
+
 def reloads_logged(host) -> int:
     log = f"/var/log/postgresql/postgresql-{postgres_version(host)}-main.log"
     return int(host.check_output("grep -c 'received SIGHUP' %s || true", log) or 0)
@@ -192,7 +199,8 @@ def test_bad_input_fails_before_any_change(host, bad, variable):
     on_first_platform_only(host)
     conf = f"/etc/postgresql/{postgres_version(host)}/main"
     files = [f"{conf}/pg_hba.conf", f"{conf}/conf.d/50-flaskops-restart.conf", f"{conf}/conf.d/60-flaskops-reload.conf",
-             "/etc/systemd/system/flaskops-postgres-backup.service", "/etc/systemd/system/flaskops-postgres-backup.timer"]
+             "/etc/systemd/system/flaskops-postgres-backup.service",
+             "/etc/systemd/system/flaskops-postgres-backup.timer"]
     pid, before = main_pid(host, postgres_unit(host)), files_state(host, files)
     result = run_converge(host, bad, tags=["postgres"])
     assert_refused_by_the_role(result, "postgres", variable)
@@ -228,24 +236,17 @@ def test_backups_keep_only_the_newest(host):
 
 
 def test_restore_round_trip(host):
-    password = app_password()
-
-    def app_sql(sql):
-        result = over_tcp(host, "flaskapp", password, sql)
-        assert result.rc == 0, result.stderr
-        return result.stdout.strip()
-
-    app_sql("CREATE TABLE IF NOT EXISTS kept (body text); TRUNCATE kept; "
+    app_sql(host, "CREATE TABLE IF NOT EXISTS kept (body text); TRUNCATE kept; "
             "INSERT INTO kept VALUES ('alpha'), ('beta')")
     host.check_output("systemctl start flaskops-postgres-backup.service")
     dump = newest_dump(host)
-    app_sql("DROP TABLE kept")
-    assert over_tcp(host, "flaskapp", password, "SELECT count(*) FROM kept").rc != 0
+    app_sql(host, "DROP TABLE kept")
+    assert over_tcp(host, "flaskapp", app_password(), "SELECT count(*) FROM kept").rc != 0
 
     result = run_playbook(host, str(RESTORE_PLAYBOOK), {"postgres_restore_dump": Path(dump).name})
     assert result.returncode == 0, result.failure_text or result.raw
 
-    assert app_sql("SELECT string_agg(body, ',' ORDER BY body) FROM kept") == "alpha,beta"
+    assert app_sql(host, "SELECT string_agg(body, ',' ORDER BY body) FROM kept") == "alpha,beta"
     assert as_postgres(host, "SELECT tableowner FROM pg_tables WHERE tablename = 'kept'", db="flaskapp") == "flaskapp"
     # The database that was replaced is kept, not dropped.
     kept = as_postgres(host, "SELECT datname FROM pg_database WHERE datname LIKE 'flaskapp_before_restore_%'")
@@ -264,26 +265,20 @@ def test_restore_refuses_an_unreadable_dump(host):
 
 
 def test_restore_without_a_name_takes_the_newest_dump(host):
-    password = app_password()
-
-    def app_sql(sql):
-        result = over_tcp(host, "flaskapp", password, sql)
-        assert result.rc == 0, result.stderr
-        return result.stdout.strip()
-
     # Two dumps a second apart (their names carry the time): the older one
     # holds "older-<run>", the newer one "newer-<run>" (<run> tells this
     # test's dumps from those of an earlier run still kept).
     run = time.time_ns()
-    app_sql(f"CREATE TABLE IF NOT EXISTS picked (body text); TRUNCATE picked; INSERT INTO picked VALUES ('older-{run}')")
+    app_sql(host, "CREATE TABLE IF NOT EXISTS picked (body text); TRUNCATE picked; "
+                  f"INSERT INTO picked VALUES ('older-{run}')")
     host.check_output("systemctl start flaskops-postgres-backup.service")
     time.sleep(1.1)
-    app_sql(f"TRUNCATE picked; INSERT INTO picked VALUES ('newer-{run}')")
+    app_sql(host, f"TRUNCATE picked; INSERT INTO picked VALUES ('newer-{run}')")
     host.check_output("systemctl start flaskops-postgres-backup.service")
     newest = newest_dump(host)
-    app_sql("DROP TABLE picked")
+    app_sql(host, "DROP TABLE picked")
 
     result = run_playbook(host, str(RESTORE_PLAYBOOK), {})
     assert result.returncode == 0, result.failure_text or result.raw
-    assert app_sql("SELECT string_agg(body, ',') FROM picked") == f"newer-{run}"
+    assert app_sql(host, "SELECT string_agg(body, ',') FROM picked") == f"newer-{run}"
     assert Path(newest).name in result.output, f"the run does not name {newest}"
