@@ -119,6 +119,14 @@ def uwsgi_requests_served(host, socket_path: str) -> int:
     return sum(worker["requests"] for worker in uwsgi_stats(host, socket_path)["workers"])
 
 
+def put_file(host, path: str, content: bytes) -> None:
+    """Write a file inside the host from the controller (its directory is created)."""
+    import base64
+
+    host.check_output("mkdir -p %s && printf %s %s | base64 -d > %s", path.rsplit("/", 1)[0], "%s",
+                      base64.b64encode(content).decode(), path)
+
+
 # A TLS client inside the host that allows everything (security level 0),
 # so that a refused handshake is the server's doing. argv: port, then either
 # "handshake MIN MAX CIPHERS" (prints one result) or "suites AUTH" (tries,

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 from flaskops_testinfra import (UWSGI_CLIENT, assert_refused_by_the_role, files_state, main_pid,
-                                on_first_platform_only, run_converge, uwsgi_request, uwsgi_stats, wait_for)
+                                on_first_platform_only, put_file, run_converge, uwsgi_request, uwsgi_stats,
+                                wait_for)
 
 SOCKET = "/run/uwsgi/flaskapp/uwsgi.sock"
 STATS = "/run/uwsgi/flaskapp/stats.sock"
@@ -231,14 +232,10 @@ def test_a_release_from_a_git_repository(host, tmp_path):
     on_first_platform_only(host)
     repo = "/tmp/flaskops-git-source"
     source = marked_copy(tmp_path / "app", "(from git)")
-    host.check_output("rm -rf %s && mkdir -p %s", repo, repo)
+    host.check_output("rm -rf %s", repo)
     for path in sorted(source.rglob("*")):
-        target = f"{repo}/{path.relative_to(source)}"
-        if path.is_dir():
-            host.check_output("mkdir -p %s", target)
-        else:
-            host.check_output("printf %s %s | base64 -d > %s", "%s",
-                              __import__("base64").b64encode(path.read_bytes()).decode(), target)
+        if path.is_file():
+            put_file(host, f"{repo}/{path.relative_to(source)}", path.read_bytes())
     host.check_output("DEBIAN_FRONTEND=noninteractive apt-get install -y -q git >/dev/null 2>&1 || "
                       "(apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q git)")
     host.check_output("cd %s && git init -q -b main && git add -A && "

@@ -22,16 +22,20 @@ def site_answers(host) -> bool:
     return http(host, SITE + "/health").status == 200
 
 
+def children(host, unit: str) -> set[int]:
+    """PIDs of the children of a unit's main process."""
+    out = host.run("pgrep -P %s", str(main_pid(host, unit))).stdout
+    return {int(pid) for pid in out.split()}
+
+
 def uwsgi_workers(host) -> set[int]:
     """PIDs of the uWSGI master's children (its workers)."""
-    out = host.run("pgrep -P %s", str(main_pid(host, UWSGI))).stdout
-    return {int(pid) for pid in out.split()}
+    return children(host, UWSGI)
 
 
 def nginx_children(host) -> set[int]:
     """PIDs of nginx's workers (and cache processes): its master's children."""
-    out = host.run("pgrep -P %s", str(main_pid(host, "nginx"))).stdout
-    return {int(pid) for pid in out.split()}
+    return children(host, "nginx")
 
 
 def unit_pid(unit: str):

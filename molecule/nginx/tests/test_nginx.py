@@ -6,7 +6,7 @@ import time
 
 import pytest
 from flaskops_testinfra import (assert_refused_by_the_role, files_state, http, main_pid, on_first_platform_only,
-                                run_converge, tls_suites)
+                                put_file, run_converge, tls_suites)
 
 HTTP = "http://127.0.0.1"
 HTTPS = "https://127.0.0.1"
@@ -245,14 +245,6 @@ def test_acme_option_renders_a_valid_site_without_running_certbot(host):
         host.run("rm -rf /var/www/acme/.well-known")
         assert run_converge(host, {}, tags=["nginx"]).returncode == 0
     assert "acme-challenge" not in host.file(SITE).content_string
-
-
-def put_file(host, path: str, content: bytes) -> None:
-    """Write a file inside the host (its directory is created)."""
-    import base64
-
-    host.check_output("mkdir -p %s && printf %s %s | base64 -d > %s", path.rsplit("/", 1)[0], "%s",
-                      base64.b64encode(content).decode(), path)
 
 
 OCSP_PORT = 8888
