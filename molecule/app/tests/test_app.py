@@ -189,7 +189,10 @@ def test_a_value_uwsgi_rejects_fails_and_the_server_keeps_running(host):
     ({"uwsgi_socket": "tcp://10.0.0.1:3031"}, "uwsgi", "uwsgi_socket"),
     ({"uwsgi_socket": "10.0.0.1:70000"}, "uwsgi", "uwsgi_socket"),
     ({"uwsgi_processes": -1}, "uwsgi", "uwsgi_processes"),
-    ({"uwsgi_apps": [{"name": "flaskapp", "threads": 0}]}, "uwsgi", "uwsgi_threads"),
+    ({"uwsgi_threads": 0}, "uwsgi", "uwsgi_threads"),
+    ({"flask_app_module": "wsgi"}, "flask_app", "flask_app_module"),
+    ({"flask_app_health_path": "health"}, "flask_app", "flask_app_health_path"),
+    ({"flask_app_build_command": "make assets"}, "flask_app", "flask_app_build_command"),
     ({"flask_app_root": "srv/app"}, "flask_app", "flask_app_root"),
     ({"flask_app_source_type": "svn"}, "flask_app", "flask_app_source_type"),
     ({"flask_app_database_url": "not a url"}, "flask_app", "flask_app_database_url"),
@@ -301,3 +304,123 @@ def test_old_releases_are_pruned_but_the_live_one_stays(host):
     assert wait_for(lambda: "(from" not in served_title(host), timeout=60)
     # The shared venv stays: the remaining releases use it.
     assert host.file(f"{live}/venv/bin/python").exists
+
+
+# --- The contract between flask_app and uwsgi, seen on the running app ---------
+
+def app_processes(host) -> list[int]:
+    """The uWSGI master and its workers (every process of the app user)."""
+    return [int(pid) for pid in host.check_output("pgrep -u flaskapp").split()]
+
+
+def environ(host, pid: int) -> dict[str, str]:
+    raw = host.check_output("tr '\\0' '\\n' < /proc/%s/environ", str(pid))
+    return dict(line.split("=", 1) for line in raw.splitlines() if "=" in line)
+
+
+def test_a_changed_environment_reaches_every_uwsgi_process(host):
+    on_first_platform_only(host)
+    value = f"probe-{time.time_ns()}"
+    result = run_converge(host, {"flask_app_env": {"FLASKOPS_PROBE": value}}, tags=["flask_app", "uwsgi"])
+    assert result.returncode == 0, result.failure_text or result.raw
+    pids = app_processes(host)
+    assert len(pids) == 1 + stats(host)["workers"].__len__(), pids
+    assert {pid: environ(host, pid).get("FLASKOPS_PROBE") for pid in pids} == {pid: value for pid in pids}
+    # And back: the variable leaves every process again.
+    result = run_converge(host, {}, tags=["flask_app", "uwsgi"])
+    assert result.returncode == 0, result.failure_text or result.raw
+    assert all("FLASKOPS_PROBE" not in environ(host, pid) for pid in app_processes(host))
+    assert uwsgi_request(host, SOCKET, "/health").status == 200
+
+
+def test_an_entry_point_that_does_not_load_fails_naming_the_app_and_the_live_release_serves(host):
+    on_first_platform_only(host)
+    files = ["/etc/uwsgi/flaskapp.ini", "/etc/systemd/system/uwsgi-flaskapp.service", "/srv/flaskapp/current"]
+    pid, before = main_pid(host, UNIT), files_state(host, files)
+    result = run_converge(host, {"flask_app_module": "wsgi:no_such_app"}, tags=["flask_app", "uwsgi"])
+    assert result.returncode != 0
+    assert "app flaskapp" in result.failure_text and "no_such_app" in result.failure_text, result.failure_text
+    assert "AttributeError" in result.failure_text, result.failure_text
+    assert files_state(host, files) == before
+    assert main_pid(host, UNIT) == pid
+    assert uwsgi_request(host, SOCKET, "/health").status == 200
+
+
+def test_an_app_that_does_not_answer_fails_the_play_with_its_journal(host):
+    on_first_platform_only(host)
+    # A database URL the app cannot use: it starts, but /health answers 503.
+    result = run_converge(host, {"flask_app_database_url": "postgresql://flaskapp:wrong@127.0.0.1:1/flaskapp"},
+                          tags=["flask_app", "uwsgi"])
+    try:
+        assert result.returncode != 0
+        # (The probe's own failure is rescued; the play stops at the role's report.)
+        assert result.failed_tasks[-1] == "flaskops.stack.uwsgi : Fail for app flaskapp", result.failures
+        assert "app flaskapp does not answer" in result.failure_text and "503" in result.failure_text
+        # The unit's journal, quoted: the app's own log line.
+        assert "health check: database unreachable" in result.failure_text, result.failure_text
+    finally:
+        result = run_converge(host, {}, tags=["flask_app", "uwsgi"])
+    assert result.returncode == 0, result.failure_text or result.raw
+    assert uwsgi_request(host, SOCKET, "/health").status == 200
+
+
+def mount_options(host, pid: int, path: str) -> set[str]:
+    """Options of the mount that holds path, as process pid sees the filesystem."""
+    best, options = "", set()
+    for line in host.check_output("cat /proc/%s/mountinfo", str(pid)).splitlines():
+        fields = line.split()
+        point = fields[4]
+        if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+            best, options = point, set(fields[5].split(","))
+    return options
+
+
+def test_the_app_writes_to_its_state_dir_and_nowhere_in_its_code(host):
+    """The filesystem as the running uWSGI master sees it (its mount namespace)."""
+    pid = main_pid(host, UNIT)
+    assert host.check_output("systemctl show -p WorkingDirectory --value %s", UNIT) == "/srv/flaskapp/state"
+    assert environ(host, pid)["FLASKOPS_STATE_DIR"] == "/srv/flaskapp/state"
+    state = host.file("/srv/flaskapp/state")
+    assert (state.user, state.group, state.mode) == ("flaskapp", "flaskapp", 0o750)
+    assert "rw" in mount_options(host, pid, "/srv/flaskapp/state/logs")
+    release = host.check_output("readlink -f /srv/flaskapp/current")
+    for path in (release + "/app", "/srv/flaskapp/venvs", "/etc/flaskops", "/srv/flaskapp"):
+        assert "ro" in mount_options(host, pid, path), path
+
+
+def test_a_requirement_without_a_wheel_is_built_from_source(host):
+    # docopt 0.6.2 is published as a source distribution only
+    # (flask_app_venv_packages in converge.yml).
+    venv = "/srv/flaskapp/current/venv/bin/python3"
+    assert host.check_output("%s -c 'import docopt; print(docopt.__version__)'", venv) == "0.6.2"
+    on_first_platform_only(host)
+    # Wheels only: the build fails, naming the switch, and nothing goes live.
+    current = current_release(host)
+    result = run_converge(host, {"flask_app_pip_source_builds": False, "flask_app_release": "wheels-only",
+                                 "flask_app_venv_packages": ["docopt==0.6.2", "six==1.17.0"]}, tags=["flask_app"])
+    host.check_output("rm -rf %s/wheels-only", RELEASES)
+    assert result.returncode != 0
+    assert "flask_app_pip_source_builds" in result.failure_text and "docopt" in result.failure_text, \
+        result.failure_text
+    assert current_release(host) == current
+
+
+def test_a_build_command_runs_as_the_app_user_before_the_release_goes_live(host, tmp_path):
+    on_first_platform_only(host)
+    first = current_release(host)
+    source = marked_copy(tmp_path / "app", "(built)")
+    build = ["python3", "-c", "import os, pwd; open('build-stamp', 'w').write(pwd.getpwuid(os.getuid()).pw_name)"]
+    result = run_converge(host, {"flask_app_source_path": str(source), "flask_app_build_command": build},
+                          tags=["flask_app", "uwsgi"])
+    try:
+        assert result.returncode == 0, result.failure_text or result.raw
+        assert current_release(host) != first
+        stamp = host.file("/srv/flaskapp/current/build-stamp")
+        assert stamp.content_string == "flaskapp"
+        # Read-only again once built: root's, not the app's.
+        assert (stamp.user, stamp.mode) == ("root", 0o644)
+        assert host.file("/srv/flaskapp/current/").user == "root"
+        assert wait_for(lambda: "(built)" in served_title(host), timeout=60)
+    finally:
+        result = run_converge(host, {}, tags=["flask_app", "uwsgi"])
+    assert result.returncode == 0 and current_release(host) == first

@@ -169,6 +169,38 @@ def test_site_logs_are_written_and_rotated(host):
     assert "/var/log/nginx/flaskapp.access.log" in plan
 
 
+def test_extra_directives_reach_the_http_block_and_the_site(host):
+    on_first_platform_only(host)
+    extra = {"nginx_http_extra_directives": ["server { listen 127.0.0.1:8099; return 204; }"],
+             "nginx_site_extra_directives": ["location = /flaskops-extra { return 418; }"]}
+    try:
+        result = run_converge(host, extra, tags=["nginx"])
+        assert result.returncode == 0, result.failure_text or result.raw
+        assert http(host, "http://127.0.0.1:8099/").status == 204
+        assert http(host, HTTPS + "/flaskops-extra").status == 418
+        assert http(host, HTTPS + "/health").status == 200
+    finally:
+        assert run_converge(host, {}, tags=["nginx"]).returncode == 0
+    assert http(host, HTTPS + "/flaskops-extra").status != 418
+
+
+@pytest.mark.parametrize("variable, lines, live_file", [
+    ("nginx_http_extra_directives", ["client_body_buffer_size huge;"], "/etc/nginx/nginx.conf"),
+    ("nginx_site_extra_directives", ["client_body_buffer_size huge;"], SITE),
+])
+def test_a_bad_extra_directive_fails_and_live_config_keeps_serving(host, variable, lines, live_file):
+    on_first_platform_only(host)
+    before = host.file(live_file).sha256sum
+    master_before = host.file("/run/nginx.pid").content_string.strip()
+    result = run_converge(host, {variable: lines}, tags=["nginx"])
+    assert result.returncode != 0
+    assert "failed to validate" in result.failure_text and "invalid value" in result.failure_text, \
+        result.failure_text
+    assert host.file(live_file).sha256sum == before
+    assert host.file("/run/nginx.pid").content_string.strip() == master_before
+    assert http(host, HTTPS + "/api/info").status == 200
+
+
 @pytest.mark.parametrize("variable, value, live_file", [
     ("nginx_client_max_body_size", "10MB", "/etc/nginx/nginx.conf"),
     ("nginx_uwsgi_read_timeout", "sixty", SITE),
