@@ -45,7 +45,7 @@ def collections(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("collections")
     stack = root / "ansible_collections" / "flaskops" / "stack"
     stack.mkdir(parents=True)
-    for shared in ("playbooks", "plugins", "meta"):
+    for shared in ("playbooks", "plugins", "meta", "sample_app"):
         (stack / shared).symlink_to(REPO / shared)
     for role in ROLES:
         real = REPO / "roles" / role
@@ -55,18 +55,30 @@ def collections(tmp_path_factory) -> Path:
         for kept in ("defaults", "vars"):
             if (real / kept).is_dir():
                 (tasks.parent / kept).symlink_to(real / kept)
+        # The real input checks: the app play runs flask_app's before any app changes.
+        if (real / "tasks" / "validate.yml").is_file():
+            (tasks / "validate.yml").symlink_to(real / "tasks" / "validate.yml")
         if (real / "tasks" / "publish.yml").is_file():
             (tasks / "publish.yml").symlink_to(real / "tasks" / "publish.yml")
             recorder += "\n- name: Publish\n  ansible.builtin.import_tasks: publish.yml\n"
         (tasks / "main.yml").write_text(recorder)
+        # Entry points that take an app off record the name they are given
+        # (only that: an absent app has published nothing else).
+        for removal in sorted((real / "tasks").glob("remove*.yml")):
+            (tasks / removal.name).write_text(_RECORDER.format(role=role).replace(
+                "Record what the play passes the role", "Record what the play passes the role to remove").replace(
+                f"'^{role}_'", "'^(uwsgi_app_name|nginx_site_name)$'"))
     return root
 
 
 def passed(collections: Path, tmp_path: Path, groups: dict[str, dict[str, str]], extra: dict | None = None,
-           playbook: str = "site", extra_vars: dict | None = None, tags: str = "all") -> dict[str, dict[str, dict]]:
+           playbook: str = "site", extra_vars: dict | None = None, tags: str = "all",
+           fails: bool = False) -> dict[str, dict[str, dict]]:
     """Run flaskops.stack.<playbook> on an inventory (groups maps group -> {host: private address}).
 
-    Returns role -> host -> the variables the play passed that role there.
+    Returns role -> host -> the variables the play passed that role there
+    (host/app for a role's calls for apps after the first on that host). With
+    fails, the run must fail: returns {"output": its output}.
     """
     hosts = {name: {"flaskops_private_address": addr} for members in groups.values() for name, addr in members.items()}
     inventory = {"all": {
@@ -82,6 +94,9 @@ def passed(collections: Path, tmp_path: Path, groups: dict[str, dict[str, str]],
     cmd = [PLAYBOOK_COMMAND, "--check", "-i", str(path), f"flaskops.stack.{playbook}",
            "-e", json.dumps(extra_vars or {}), "--tags", tags]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False, cwd=REPO)
+    if fails:
+        assert proc.returncode != 0, "the run passed"
+        return {"output": proc.stdout + proc.stderr}
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     # Other enabled callbacks (profile_tasks) may print around the JSON document.
     start = 0 if proc.stdout.startswith("{") else proc.stdout.index("\n{") + 1
@@ -90,13 +105,25 @@ def passed(collections: Path, tmp_path: Path, groups: dict[str, dict[str, str]],
     for play in report["plays"]:
         for task in play["tasks"]:
             name = task["task"]["name"]
-            if not name.endswith(" : Record what the play passes the role"):
+            if name.endswith(" : Record what the play passes the role to remove"):
+                role = name.split(" : ")[0].removeprefix("flaskops.stack.") + ":remove"
+            elif name.endswith(" : Record what the play passes the role"):
+                role = name.split(" : ")[0].removeprefix("flaskops.stack.")
+            else:
                 continue
-            role = name.split(" : ")[0].removeprefix("flaskops.stack.")
             for host, result in task["hosts"].items():
-                assert host not in got.setdefault(role, {}), f"{role} ran twice on {host}"
-                got[role][host] = result["msg"]
+                # Roles called once per app are keyed host/app for apps after the first.
+                if result.get("skipped"):
+                    continue
+                app = result["msg"].get(APP_NAME_OF.get(role.removesuffix(":remove"), ""), "")
+                key = host if host not in got.setdefault(role, {}) else f"{host}/{app}"
+                assert key not in got[role], f"{role} ran twice on {host} for {app or 'the host'}"
+                got[role][key] = result["msg"]
     return got
+
+
+# The variable that names the app a per-app role call is for.
+APP_NAME_OF = {"flask_app": "flask_app_name", "uwsgi": "uwsgi_app_name", "nginx": "nginx_site_name"}
 
 
 def pick(recorded: dict, *names: str) -> dict:
@@ -117,11 +144,11 @@ def test_all_in_one_uses_loopback_and_the_unix_socket(collections, tmp_path):
     one = {"host1": "10.0.0.5"}
     got = passed(collections, tmp_path, {"webservers": one, "appservers": one, "dbservers": one})
     assert set(got) == set(ROLES)
-    assert pick(got["postgres"]["host1"], "postgres_app_password", "postgres_listen_addresses",
-                "postgres_app_client_addresses", "postgres_app_connections") == {
-        "postgres_app_password": PASSWORD,
+    assert pick(got["postgres"]["host1"], "postgres_app_databases", "postgres_listen_addresses",
+                "postgres_app_connections") == {
+        "postgres_app_databases": [{"name": "flaskapp", "user": "flaskapp", "password": PASSWORD,
+                                    "client_addresses": ["127.0.0.1/32", "::1/128"]}],
         "postgres_listen_addresses": ["localhost"],
-        "postgres_app_client_addresses": ["127.0.0.1/32", "::1/128"],
         "postgres_app_connections": 20,  # 12 processes x 1 thread, raised to the floor of 20
     }
     assert got["flask_app"]["host1"]["flask_app_database_url"] == (
@@ -188,7 +215,8 @@ def test_split_hosts_talk_over_their_private_addresses(collections, tmp_path):
     assert set(got["flask_app"]) == set(got["uwsgi"]) == {"app1", "app2"}
     db = got["postgres"]["db"]
     assert db["postgres_listen_addresses"] == ["localhost", "10.0.0.30"]
-    assert db["postgres_app_client_addresses"] == ["127.0.0.1/32", "::1/128", "10.0.0.21/32", "10.0.0.22/32"]
+    assert [entry["client_addresses"] for entry in db["postgres_app_databases"]] == [
+        ["127.0.0.1/32", "::1/128", "10.0.0.21/32", "10.0.0.22/32"]]
     assert db["postgres_app_connections"] == 2 * PROCESSES
     for app, address in (("app1", "10.0.0.21"), ("app2", "10.0.0.22")):
         assert got["flask_app"][app]["flask_app_database_url"].endswith("@10.0.0.30:5432/flaskapp")
@@ -208,7 +236,7 @@ def test_a_web_and_app_host_keeps_its_socket_beside_a_remote_app_host(collection
                                                            {"address": "10.0.0.2:3031"}]
     assert got["nginx"]["a"]["nginx_extra_groups"] == ["flaskapp"]
     assert got["postgres"]["a"]["postgres_listen_addresses"] == ["localhost", "10.0.0.1"]
-    assert got["postgres"]["a"]["postgres_app_client_addresses"][2:] == ["10.0.0.2/32"]
+    assert got["postgres"]["a"]["postgres_app_databases"][0]["client_addresses"][2:] == ["10.0.0.2/32"]
     assert got["flask_app"]["a"]["flask_app_database_url"].endswith("@127.0.0.1:5432/flaskapp")
     assert got["flask_app"]["b"]["flask_app_database_url"].endswith("@10.0.0.1:5432/flaskapp")
 
@@ -246,6 +274,132 @@ def test_deploy_and_rollback_pass_the_app_roles_what_site_does(collections, tmp_
     for app in ("app1", "app2"):
         expected = dict(site["flask_app"][app], **({"flask_app_rollback": True} if rollback else {}))
         assert got["flask_app"][app] == expected
+
+
+# A second app unlike the first: its own entry point, static dir, health
+# path, names and sizing, and its own database password.
+LINKS = {"name": "links", "flask_app_module": "links:create_app()", "flask_app_static_subdir": "links/assets",
+         "flask_app_health_path": "/healthz", "nginx_server_name": "links.example.test", "uwsgi_processes": 3,
+         "postgres_app_password": "links-pw", "flask_app_env": {"LINKS_GREETING": "hi"}}
+
+
+def test_two_apps_on_one_host_each_get_their_own_everything(collections, tmp_path):
+    one = {"host1": "10.0.0.5"}
+    apps = [{"name": "flaskapp", "nginx_server_name": "flaskapp.example.test"}, LINKS]
+    got = passed(collections, tmp_path, {"webservers": one, "appservers": one, "dbservers": one},
+                 {"flaskops_apps": apps, "uwsgi_threads": 2})
+    first, second = "host1", "host1/links"
+    assert got["flask_app"][first]["flask_app_name"] == "flaskapp"
+    assert pick(got["flask_app"][second], "flask_app_name", "flask_app_module", "flask_app_static_subdir",
+                "flask_app_health_path", "flask_app_env") == {
+        "flask_app_name": "links", "flask_app_module": "links:create_app()", "flask_app_static_subdir": "links/assets",
+        "flask_app_health_path": "/healthz", "flask_app_env": {"LINKS_GREETING": "hi"}}
+    # What the first app does not set stays the inventory's or the role's.
+    assert got["flask_app"][first]["flask_app_module"] == "wsgi:application"
+    assert got["flask_app"][first]["flask_app_env"] == {}
+    assert got["flask_app"][second]["flask_app_database_url"] == (
+        "postgresql://links:links-pw@127.0.0.1:5432/links")
+    assert got["flask_app"][first]["flask_app_database_url"] == (
+        "postgresql://flaskapp:s3cret/with%40odd%3Achars@127.0.0.1:5432/flaskapp")
+    # uWSGI: each app its own unit, published layout and sizing; the
+    # inventory's uwsgi_threads reaches both.
+    assert pick(got["uwsgi"][second], "uwsgi_app_name", "uwsgi_user", "uwsgi_module", "uwsgi_processes",
+                "uwsgi_threads", "uwsgi_health_path", "uwsgi_socket") == {
+        "uwsgi_app_name": "links", "uwsgi_user": "links", "uwsgi_module": "links:create_app()",
+        "uwsgi_processes": 3, "uwsgi_threads": 2, "uwsgi_health_path": "/healthz", "uwsgi_socket": ""}
+    assert pick(got["uwsgi"][first], "uwsgi_processes", "uwsgi_threads") == {
+        "uwsgi_processes": PROCESSES, "uwsgi_threads": 2}
+    # nginx: a site per app, by server name; only the first is the default.
+    for key, name, server_name, default, static in (
+            (first, "flaskapp", "flaskapp.example.test", True, "/srv/flaskapp/current/app/static"),
+            (second, "links", "links.example.test", False, "/srv/links/current/links/assets")):
+        assert pick(got["nginx"][key], "nginx_site_name", "nginx_server_name", "nginx_default_server",
+                    "nginx_static_dir", "nginx_upstream_servers", "nginx_extra_groups") == {
+            "nginx_site_name": name, "nginx_server_name": server_name, "nginx_default_server": default,
+            "nginx_static_dir": static, "nginx_upstream_servers": [{"address": f"unix:/run/uwsgi/{name}/uwsgi.sock"}],
+            "nginx_extra_groups": [name]}
+    # PostgreSQL: a database, role and password per app; connections for both.
+    assert got["postgres"]["host1"]["postgres_app_databases"] == [
+        {"name": "flaskapp", "user": "flaskapp", "password": PASSWORD, "client_addresses": ["127.0.0.1/32", "::1/128"]},
+        {"name": "links", "user": "links", "password": "links-pw", "client_addresses": ["127.0.0.1/32", "::1/128"]}]
+    assert got["postgres"]["host1"]["postgres_app_connections"] == (PROCESSES + 3) * 2
+
+
+def test_the_default_server_is_the_app_named_by_flaskops_default_app(collections, tmp_path):
+    one = {"host1": "10.0.0.5"}
+    apps = [{"name": "flaskapp", "nginx_server_name": "flaskapp.example.test"}, LINKS]
+    got = passed(collections, tmp_path, {"webservers": one, "appservers": one, "dbservers": one},
+                 {"flaskops_apps": apps, "flaskops_default_app": "links"}, tags="nginx")
+    assert got["nginx"]["host1"]["nginx_default_server"] is False
+    assert got["nginx"]["host1/links"]["nginx_default_server"] is True
+
+
+def test_two_apps_split_over_the_app_hosts(collections, tmp_path):
+    apps = [{"name": "flaskapp", "nginx_server_name": "flaskapp.example.test", "hosts": ["app1"]},
+            dict(LINKS, hosts=["app2"])]
+    got = passed(collections, tmp_path, {"webservers": {"lb": "10.0.0.10"},
+                                         "appservers": {"app1": "10.0.0.21", "app2": "10.0.0.22"},
+                                         "dbservers": {"db": "10.0.0.30"}}, {"flaskops_apps": apps})
+    # Each app only on its own host, on its own port.
+    assert {key: value["flask_app_name"] for key, value in got["flask_app"].items()} == {
+        "app1": "flaskapp", "app2": "links"}
+    assert got["uwsgi"]["app1"]["uwsgi_socket"] == "10.0.0.21:3031"
+    assert got["uwsgi"]["app2"]["uwsgi_socket"] == "10.0.0.22:3032"
+    assert got["nginx"]["lb"]["nginx_upstream_servers"] == [{"address": "10.0.0.21:3031"}]
+    assert got["nginx"]["lb/links"]["nginx_upstream_servers"] == [{"address": "10.0.0.22:3032"}]
+    assert got["nginx"]["lb/links"]["nginx_static_dir"] == ""
+    # Each app's role may log in only from that app's host.
+    assert [(entry["name"], entry["client_addresses"][2:]) for entry in got["postgres"]["db"]["postgres_app_databases"]
+            ] == [("flaskapp", ["10.0.0.21/32"]), ("links", ["10.0.0.22/32"])]
+    assert got["postgres"]["db"]["postgres_app_connections"] == max(PROCESSES + 3, 20)
+
+
+def test_an_absent_app_is_taken_off_and_its_database_kept_out_of_pg_hba(collections, tmp_path):
+    one = {"host1": "10.0.0.5"}
+    apps = [{"name": "flaskapp", "nginx_server_name": "flaskapp.example.test"}, dict(LINKS, state="absent")]
+    got = passed(collections, tmp_path, {"webservers": one, "appservers": one, "dbservers": one},
+                 {"flaskops_apps": apps})
+    # The present app is deployed as before, the absent one not at all ...
+    assert list(got["flask_app"]) == list(got["uwsgi"]) == list(got["nginx"]) == ["host1"]
+    assert got["nginx"]["host1"]["nginx_site_name"] == "flaskapp"
+    # ... its unit and site are taken off ...
+    assert got["uwsgi:remove"]["host1"]["uwsgi_app_name"] == "links"
+    assert got["nginx:remove"]["host1"]["nginx_site_name"] == "links"
+    # ... and its role may no longer log in (its database is not dropped).
+    assert [entry["name"] for entry in got["postgres"]["host1"]["postgres_app_databases"]] == ["flaskapp"]
+    assert got["postgres"]["host1"]["postgres_app_connections"] == 20
+
+
+@pytest.mark.parametrize("apps, message", [
+    ([{"name": "flaskapp"}, dict(LINKS, flask_app_modul="x:y")], "flaskops_apps[links]: each app needs"),
+    ([{"name": "flaskapp"}, dict(LINKS, flask_app_modul="x:y")], "Unknown: flask_app_modul"),
+    ([{"name": "flaskapp"}, dict(LINKS, name="flaskapp")], "flaskops_apps[flaskapp]: each app needs a unique"),
+    ([{"name": "Flask App"}], "flaskops_apps[Flask App]"),
+    ([{"name": "flaskapp"}, dict(LINKS, state="gone")], "`state` present or absent"),
+    ([dict(LINKS, state="absent")], "flaskops_default_app must name an app of flaskops_apps that is not absent"),
+    ([{"name": "flaskapp"}, dict(LINKS, hosts=["elsewhere"])], "lists hosts of the appservers group (host1)"),
+    ([{"name": "flaskapp", "nginx_server_name": "links.example.test"}, LINKS],
+     "share a name (links.example.test)"),
+    ([{"name": "flaskapp", "nginx_server_name": "a.test"}, {k: v for k, v in LINKS.items() if k != "postgres_app_password"}],
+     "flaskops_apps[links]: set its postgres_app_password"),
+])
+def test_a_wrong_app_entry_fails_before_any_change_naming_it(collections, tmp_path, apps, message):
+    one = {"host1": "10.0.0.5"}
+    got = passed(collections, tmp_path, {"webservers": one, "appservers": one, "dbservers": one},
+                 {"flaskops_apps": apps}, fails=True)
+    assert message in " ".join(got["output"].split())
+    # Nothing ran: the check is in the first play, before any role.
+    assert "Record what the play passes the role" not in got["output"]
+
+
+def test_the_per_app_keys_are_the_ones_the_plays_pass(collections):
+    """vars/wiring.yml lists what an entry may set; vars/app.yml passes exactly those."""
+    wiring = yaml.safe_load((REPO / "playbooks/vars/wiring.yml").read_text())["flaskops_app_keys"]
+    passed_vars = yaml.safe_load((REPO / "playbooks/vars/app.yml").read_text())
+    for role in ("flask_app", "uwsgi", "nginx"):
+        through_filter = {name for name, value in passed_vars.items()
+                          if f"app_var('{name}'," in str(value) and name.startswith(role)}
+        assert through_filter == set(wiring[role]), role
 
 
 if __name__ == "__main__":
