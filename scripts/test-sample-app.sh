@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the sample app's pytest suite against a real PostgreSQL server: the
+# Runs the sample apps' pytest suites against a real PostgreSQL server: the
 # suite's fixture creates a throwaway cluster with the server binaries of
 # Debian's postgresql package, installed here when missing.
 set -euo pipefail
@@ -13,5 +13,11 @@ if [ -z "${TEST_DATABASE_URL:-}" ] && ! compgen -G '/usr/lib/postgresql/*/bin/in
   log "installing Debian's postgresql server for the tests"
   apt_install postgresql
 fi
-cd "$REPO_ROOT/sample_app"
-exec "$VENV/bin/python" -m pytest "$@"
+# Each app's suite in its own pytest process, from its own directory (both
+# have a top-level package of their own); either failing fails the target.
+status=0
+for app in sample_app sample_links; do
+  log "$app"
+  (cd "$REPO_ROOT/$app" && "$VENV/bin/python" -m pytest "$@") || status=1
+done
+exit "$status"

@@ -17,7 +17,8 @@ if [ $# -gt 0 ]; then
   REQS=("$@")
   CONSTRAINTS=""
 else
-  REQS=("$REPO_ROOT/requirements/controller.txt" "$REPO_ROOT/sample_app/requirements.txt" "$REPO_ROOT/sample_app/requirements-test.txt")
+  REQS=("$REPO_ROOT/requirements/controller.txt" "$REPO_ROOT/sample_app/requirements.txt" "$REPO_ROOT/sample_app/requirements-test.txt"
+        "$REPO_ROOT/sample_links/requirements.txt")
   CONSTRAINTS="$REPO_ROOT/requirements/constraints.txt"
 fi
 stamp="$VENV/.requirements.sha256"
