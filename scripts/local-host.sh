@@ -2,7 +2,7 @@
 # The `make up` / `make down` host: one systemd container from the test bed's
 # bookworm image, ports published on 127.0.0.1, provisioned by site.yml.
 #
-#   scripts/local-host.sh up             create/start the container, run site.yml, print the URL
+#   scripts/local-host.sh up             create/start the container, run site.yml, print the apps' URLs
 #   scripts/local-host.sh down           remove the container
 #   scripts/local-host.sh create NAME    a fresh systemd container NAME from the
 #                                        same image, no published ports (make bench)
@@ -64,13 +64,26 @@ up() {
 
   (cd "$REPO_ROOT" && ansible-playbook -i inventories/local playbooks/site.yml)
 
-  # The certificate is self-signed: -k. /health goes through nginx, uWSGI
-  # and Flask to PostgreSQL.
-  local url="https://127.0.0.1:$HTTPS_PORT/" code
-  code=$(curl -ks -o /dev/null -w '%{http_code}' --max-time 10 "${url}health" || true)
-  if [ "$code" != 200 ]; then log "${url}health answers HTTP ${code:-nothing}"; exit 1; fi
-  log "$NAME answers at $url (self-signed certificate; http://127.0.0.1:$HTTP_PORT/ redirects there)"
-  echo "$url"
+  # Each app by its name (nginx_server_name: *.localhost is loopback). The
+  # certificates are self-signed: -k. The health paths go through nginx,
+  # uWSGI and Flask to PostgreSQL.
+  local app server health url code urls=()
+  while read -r app server health; do
+    url="https://$server:$HTTPS_PORT/"
+    code=$(curl -ks -o /dev/null -w '%{http_code}' --max-time 10 --resolve "$server:$HTTPS_PORT:127.0.0.1" \
+      "${url%/}$health" || true)
+    if [ "$code" != 200 ]; then log "app $app: ${url%/}$health answers HTTP ${code:-nothing}"; exit 1; fi
+    urls+=("$url")
+    log "app $app answers at $url"
+  done < <(cd "$REPO_ROOT" && ansible-inventory -i inventories/local --host flaskops-local | python3 -c '
+import json, sys
+hostvars = json.load(sys.stdin)
+for app in hostvars["flaskops_apps"]:
+    health = app.get("flask_app_health_path", hostvars.get("flask_app_health_path", "")) or "/"
+    print(app["name"], app["nginx_server_name"].split()[0], health)
+')
+  log "$NAME: self-signed certificates; http://<name>:$HTTP_PORT/ redirects to https"
+  printf '%s\n' "${urls[@]}"
 }
 
 down() {

@@ -1,0 +1,163 @@
+"""Two apps on one host (flaskops_apps): the sample app and sample_links.
+
+Each answers by its own host name over HTTPS, keeps its data in its own
+database, and cannot read the other's secrets or reach the other's
+database; a bad entry for one fails before anything changes, and taking one
+off leaves the other serving and its own data in place.
+"""
+
+import copy
+import json
+import re
+import time
+
+import pytest
+from flaskops_testinfra import http, run_converge, uwsgi_requests_served, wait_for
+
+NAMES = {"flaskapp": "flaskapp.flaskops.test", "links": "links.flaskops.test"}
+LINKS = f"https://{NAMES['links']}"
+FLASKAPP = f"https://{NAMES['flaskapp']}"
+LINKS_STATS = "/run/uwsgi/links/stats.sock"
+
+# The certificate a TLS client gets for a server name (SNI), as DER bytes.
+_PEER_CERT = r"""
+import socket, ssl, sys
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+with socket.create_connection(("127.0.0.1", 443), timeout=10) as raw:
+    with ctx.wrap_socket(raw, server_hostname=sys.argv[1]) as tls:
+        sys.stdout.write(tls.getpeercert(binary_form=True).hex())
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def names_on_loopback(host):
+    """The apps' names resolve to the host's own loopback (Docker rewrites /etc/hosts on restart)."""
+    line = "127.0.0.1 " + " ".join(NAMES.values())
+    host.check_output("grep -qxF %s /etc/hosts || echo %s >> /etc/hosts", line, line)
+
+
+def psql(host, database: str, sql: str) -> str:
+    return host.check_output("runuser -u postgres -- psql -XtAq -d %s -c %s", database, sql)
+
+
+def add_link(host, url: str) -> None:
+    resp = http(host, LINKS + "/api/links", "POST", {"Content-Type": "application/json"},
+                json.dumps({"url": url, "title": "a link"}))
+    assert resp.status == 201, resp.body
+
+
+def env_value(host, app: str, name: str) -> str:
+    line = host.check_output("grep ^%s= /etc/flaskops/%s.env", name, app)
+    return json.loads(line.split("=", 1)[1])
+
+
+def scenario_apps(host) -> list[dict]:
+    """The scenario's flaskops_apps, as its inventory writes it (templates unrendered)."""
+    return copy.deepcopy(host.ansible.get_variables()["flaskops_apps"])
+
+
+def test_each_app_answers_by_its_own_name_over_https(host):
+    whoami = http(host, LINKS + "/api/whoami")
+    assert whoami.status == 200, whoami.body
+    # flask_app_env of the links entry, not of the other app.
+    assert json.loads(whoami.body)["app"] == "links"
+    assert json.loads(whoami.body)["greeting"] == "hello from links"
+    health = http(host, FLASKAPP + "/health")
+    assert health.status == 200 and json.loads(health.body) == {"status": "ok", "database": "up"}
+    assert http(host, LINKS + "/healthz").status == 200
+    # Each name reaches its own app only.
+    assert http(host, FLASKAPP + "/api/whoami").status == 404
+    assert http(host, LINKS + "/api/notes").status == 404
+
+
+@pytest.mark.parametrize("app", sorted(NAMES))
+def test_each_site_presents_its_own_certificate(host, app):
+    der = bytes.fromhex(host.check_output("python3 -c %s %s", _PEER_CERT, NAMES[app]))
+    assert NAMES[app].encode() in der
+    other = NAMES["links" if app == "flaskapp" else "flaskapp"]
+    assert other.encode() not in der
+
+
+def test_each_app_keeps_its_data_in_its_own_database(host):
+    url = f"https://example.com/{time.time_ns()}"
+    add_link(host, url)
+    listed = http(host, LINKS + "/api/links")
+    assert listed.status == 200
+    assert url in listed.body
+    assert psql(host, "links", f"SELECT count(*) FROM links WHERE url = '{url}'") == "1"
+    # The table came from the app's migrations, into its own database only.
+    assert psql(host, "links", "SELECT count(*) FROM alembic_version") == "1"
+    assert psql(host, "flaskapp", "SELECT to_regclass('public.links') IS NULL") == "t"
+    assert psql(host, "links", "SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_database "
+                               "WHERE datname = current_database()") == "links"
+
+
+def test_the_second_apps_static_files_come_from_nginx(host):
+    time.sleep(1)
+    before = uwsgi_requests_served(host, LINKS_STATS)
+    for path in ("/static/links.css", "/robots.txt"):
+        resp = http(host, LINKS + path)
+        assert resp.status == 200, path
+    time.sleep(1)
+    assert uwsgi_requests_served(host, LINKS_STATS) == before
+    # A page the app makes does move its counter.
+    assert http(host, LINKS + "/api/links").status == 200
+    assert wait_for(lambda: uwsgi_requests_served(host, LINKS_STATS) == before + 1, timeout=5)
+
+
+def test_neither_app_can_read_the_others_environment(host):
+    for app, other in (("links", "flaskapp"), ("flaskapp", "links")):
+        assert host.run("runuser -u %s -- cat /etc/flaskops/%s.env", app, app).rc == 0
+        denied = host.run("runuser -u %s -- cat /etc/flaskops/%s.env", app, other)
+        assert denied.rc != 0 and "Permission denied" in denied.stderr, (app, other)
+
+
+def test_neither_app_can_reach_the_others_database(host):
+    for app, other in (("links", "flaskapp"), ("flaskapp", "links")):
+        url = env_value(host, app, "DATABASE_URL")
+        password = re.match(r"postgresql://[^:]+:([^@]+)@", url).group(1)
+        own = host.run("PGPASSWORD=%s psql -XtAq -h 127.0.0.1 -U %s -d %s -c 'SELECT 1'", password, app, app)
+        assert own.rc == 0 and own.stdout.strip() == "1", own.stderr
+        other_db = host.run("PGPASSWORD=%s psql -XtAq -h 127.0.0.1 -U %s -d %s -c 'SELECT 1'", password, app, other)
+        assert other_db.rc != 0 and "no pg_hba.conf entry" in other_db.stderr, (app, other, other_db.stderr)
+
+
+def test_a_bad_value_for_one_app_fails_before_any_change(host):
+    apps = scenario_apps(host)
+    links = next(app for app in apps if app["name"] == "links")
+    links["flask_app_init_command"] = "flask db upgrade"  # a string, not an argv list
+    result = run_converge(host, {"flaskops_apps": apps})
+    assert result.returncode != 0 and result.reported, result.raw
+    assert "flask_app_init_command" in result.failure_text, result.failure_text
+    assert result.changed == 0, result.raw
+    assert http(host, FLASKAPP + "/health").status == 200
+    assert http(host, LINKS + "/healthz").status == 200
+
+
+def test_an_app_taken_off_leaves_the_other_serving_and_its_data_kept(host):
+    url = f"https://example.com/kept-{time.time_ns()}"
+    add_link(host, url)
+    apps = scenario_apps(host)
+    next(app for app in apps if app["name"] == "links")["state"] = "absent"
+    removed = run_converge(host, {"flaskops_apps": apps}, tags=["uwsgi", "nginx"])
+    try:
+        assert removed.returncode == 0, removed.failure_text or removed.raw
+        assert not host.file("/etc/systemd/system/uwsgi-links.service").exists
+        assert not host.service("uwsgi-links").is_running
+        assert not host.socket("unix:///run/uwsgi/links/uwsgi.sock").is_listening
+        assert not host.file("/etc/nginx/sites-enabled/links.conf").exists
+        # The name now falls to the default server: the other app, which does
+        # not know the path.
+        assert http(host, LINKS + "/api/whoami").status == 404
+        assert http(host, FLASKAPP + "/health").status == 200
+        # Its data, release and environment stay.
+        assert psql(host, "links", f"SELECT count(*) FROM links WHERE url = '{url}'") == "1"
+        assert host.file("/srv/links/current").is_symlink
+        assert host.file("/etc/flaskops/links.env").exists
+    finally:
+        restored = run_converge(host, {}, tags=["uwsgi", "nginx"])
+    assert restored.returncode == 0, restored.failure_text or restored.raw
+    assert wait_for(lambda: http(host, LINKS + "/healthz").status == 200, timeout=30)
+    assert url in http(host, LINKS + "/api/links").body
