@@ -110,7 +110,8 @@ def create_app(overrides: Mapping[str, Any] | None = None, environ: Mapping[str,
     # No create_all(): the schema comes from the migrations only (`flask db upgrade`).
     migrate.init_app(app, db, directory=MIGRATIONS_DIR)
 
-    from .views import bp  # pylint: disable=import-outside-toplevel  (views need `db` defined above)
+    # Imported here: the views import `db` from this module.
+    from .views import bp  # pylint: disable=import-outside-toplevel
 
     app.register_blueprint(bp)
     return app

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from . import db
 
 
-class Link(db.Model):  # type: ignore[name-defined]  # pylint: disable=too-few-public-methods
+class Link(db.Model):  # type: ignore[name-defined]
     """A saved link."""
 
     __tablename__ = "links"

@@ -1,4 +1,4 @@
-"""Fixtures for the tests of sample_links: a real, throwaway PostgreSQL server.
+"""Fixtures for the links app's tests: a real, throwaway PostgreSQL server.
 
 If TEST_DATABASE_URL is set, the tests use that database. Otherwise a
 temporary cluster is created with the server binaries found on this machine
@@ -98,27 +98,27 @@ def database_url():
         cluster.stop()
 
 
-def _reset(url: str) -> None:
-    """An empty database: what a fresh host's database is before the first upgrade."""
+@pytest.fixture()
+def empty_db(database_url) -> str:
+    """The database as a fresh host's is before its first upgrade: neither the app's table nor Alembic's."""
     import psycopg
 
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA public CASCADE")
-        conn.execute("CREATE SCHEMA public")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS links, alembic_version")
+    return database_url
 
 
 @pytest.fixture()
 def environ(database_url) -> dict[str, str]:
-    return {"SECRET_KEY": "test-secret", "DATABASE_URL": database_url, "TRUSTED_PROXIES": "1",
-            "LINKS_GREETING": "hello from the tests"}
+    """The app's environment, as the flask_app role's env file holds it."""
+    return {"SECRET_KEY": "test-secret", "DATABASE_URL": database_url, "TRUSTED_PROXIES": "1"}
 
 
 @pytest.fixture()
-def fresh_app(environ):
-    """The app on an empty database (no migrations run yet)."""
+def fresh_app(environ, empty_db):
+    """The app on an empty database: no migration has run yet."""
     from links import create_app, db
 
-    _reset(environ["DATABASE_URL"])
     application = create_app({"TESTING": True}, environ=environ)
     yield application
     with application.app_context():
@@ -128,7 +128,7 @@ def fresh_app(environ):
 
 @pytest.fixture()
 def app(fresh_app):
-    """The app on a database its migrations brought to head."""
+    """The app on a database its real migrations brought to head (what the release's init command does)."""
     from flask_migrate import upgrade
 
     with fresh_app.app_context():
