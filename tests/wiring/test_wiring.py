@@ -73,7 +73,7 @@ def collections(tmp_path_factory) -> Path:
 
 def passed(collections: Path, tmp_path: Path, groups: dict[str, dict[str, str]], extra: dict | None = None,
            playbook: str = "site", extra_vars: dict | None = None, tags: str = "all",
-           fails: bool = False) -> dict[str, dict[str, dict]]:
+           fails: bool = False, skip_tags: str = "", limit: str = "") -> dict[str, dict[str, dict]]:
     """Run flaskops.stack.<playbook> on an inventory (groups maps group -> {host: private address}).
 
     Returns role -> host -> the variables the play passed that role there
@@ -93,11 +93,13 @@ def passed(collections: Path, tmp_path: Path, groups: dict[str, dict[str, str]],
                ANSIBLE_NOCOLOR="1")
     cmd = [PLAYBOOK_COMMAND, "--check", "-i", str(path), f"flaskops.stack.{playbook}",
            "-e", json.dumps(extra_vars or {}), "--tags", tags]
+    cmd += ["--skip-tags", skip_tags] if skip_tags else []
+    cmd += ["--limit", limit] if limit else []
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False, cwd=REPO)
     if fails:
         assert proc.returncode != 0, "the run passed"
         return {"output": proc.stdout + proc.stderr}
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0, "\n".join(line for line in proc.stdout.splitlines() if "\"msg\"" in line)[-3000:] + proc.stderr[-3000:]
     # Other enabled callbacks (profile_tasks) may print around the JSON document.
     start = 0 if proc.stdout.startswith("{") else proc.stdout.index("\n{") + 1
     report = json.JSONDecoder().raw_decode(proc.stdout, start)[0]
@@ -309,11 +311,14 @@ def test_two_apps_on_one_host_each_get_their_own_everything(collections, tmp_pat
         "uwsgi_processes": 3, "uwsgi_threads": 2, "uwsgi_health_path": "/healthz", "uwsgi_socket": ""}
     assert pick(got["uwsgi"][first], "uwsgi_processes", "uwsgi_threads") == {
         "uwsgi_processes": PROCESSES, "uwsgi_threads": 2}
-    # nginx: a site per app, by server name; only the first is the default.
-    for key, name, server_name, default, static in (
-            (first, "flaskapp", "flaskapp.example.test", True, "/srv/flaskapp/current/app/static"),
-            (second, "links", "links.example.test", False, "/srv/links/current/links/assets")):
-        assert pick(got["nginx"][key], "nginx_site_name", "nginx_server_name", "nginx_default_server",
+    # nginx: a site per app, by server name; only the first is the default
+    # (and its site is written last).
+    sites = {recorded["nginx_site_name"]: recorded for recorded in got["nginx"].values()}
+    assert list(sites) == ["links", "flaskapp"]
+    for name, server_name, default, static in (
+            ("flaskapp", "flaskapp.example.test", True, "/srv/flaskapp/current/app/static"),
+            ("links", "links.example.test", False, "/srv/links/current/links/assets")):
+        assert pick(sites[name], "nginx_site_name", "nginx_server_name", "nginx_default_server",
                     "nginx_static_dir", "nginx_upstream_servers", "nginx_extra_groups") == {
             "nginx_site_name": name, "nginx_server_name": server_name, "nginx_default_server": default,
             "nginx_static_dir": static, "nginx_upstream_servers": [{"address": f"unix:/run/uwsgi/{name}/uwsgi.sock"}],
@@ -330,8 +335,10 @@ def test_the_default_server_is_the_app_named_by_flaskops_default_app(collections
     apps = [{"name": "flaskapp", "nginx_server_name": "flaskapp.example.test"}, LINKS]
     got = passed(collections, tmp_path, {"webservers": one, "appservers": one, "dbservers": one},
                  {"flaskops_apps": apps, "flaskops_default_app": "links"}, tags="nginx")
-    assert got["nginx"]["host1"]["nginx_default_server"] is False
-    assert got["nginx"]["host1/links"]["nginx_default_server"] is True
+    sites = {recorded["nginx_site_name"]: recorded for recorded in got["nginx"].values()}
+    assert list(sites) == ["flaskapp", "links"]
+    assert sites["flaskapp"]["nginx_default_server"] is False
+    assert sites["links"]["nginx_default_server"] is True
 
 
 def test_two_apps_split_over_the_app_hosts(collections, tmp_path):
@@ -345,9 +352,10 @@ def test_two_apps_split_over_the_app_hosts(collections, tmp_path):
         "app1": "flaskapp", "app2": "links"}
     assert got["uwsgi"]["app1"]["uwsgi_socket"] == "10.0.0.21:3031"
     assert got["uwsgi"]["app2"]["uwsgi_socket"] == "10.0.0.22:3032"
-    assert got["nginx"]["lb"]["nginx_upstream_servers"] == [{"address": "10.0.0.21:3031"}]
-    assert got["nginx"]["lb/links"]["nginx_upstream_servers"] == [{"address": "10.0.0.22:3032"}]
-    assert got["nginx"]["lb/links"]["nginx_static_dir"] == ""
+    sites = {recorded["nginx_site_name"]: recorded for recorded in got["nginx"].values()}
+    assert sites["flaskapp"]["nginx_upstream_servers"] == [{"address": "10.0.0.21:3031"}]
+    assert sites["links"]["nginx_upstream_servers"] == [{"address": "10.0.0.22:3032"}]
+    assert sites["links"]["nginx_static_dir"] == ""
     # Each app's role may log in only from that app's host.
     assert [(entry["name"], entry["client_addresses"][2:]) for entry in got["postgres"]["db"]["postgres_app_databases"]
             ] == [("flaskapp", ["10.0.0.21/32"]), ("links", ["10.0.0.22/32"])]
@@ -376,6 +384,8 @@ def test_an_absent_app_is_taken_off_and_its_database_kept_out_of_pg_hba(collecti
     ([{"name": "flaskapp"}, dict(LINKS, name="flaskapp")], "flaskops_apps[flaskapp]: each app needs a unique"),
     ([{"name": "Flask App"}], "flaskops_apps[Flask App]"),
     ([{"name": "flaskapp"}, dict(LINKS, state="gone")], "`state` present or absent"),
+    ([{"name": "my-app", "nginx_server_name": "a.test"}, dict(LINKS, name="my_app")], "would share a site or database name"),
+    ([{"name": "flaskapp", "nginx_server_name": "a.test", "port": 3032}, LINKS], "or a uWSGI port (3032,3032"),
     ([dict(LINKS, state="absent")], "flaskops_default_app must name an app of flaskops_apps that is not absent"),
     ([{"name": "flaskapp"}, dict(LINKS, hosts=["elsewhere"])], "lists hosts of the appservers group (host1)"),
     ([{"name": "flaskapp", "nginx_server_name": "links.example.test"}, LINKS],
@@ -390,6 +400,36 @@ def test_a_wrong_app_entry_fails_before_any_change_naming_it(collections, tmp_pa
     assert message in " ".join(got["output"].split())
     # Nothing ran: the check is in the first play, before any role.
     assert "Record what the play passes the role" not in got["output"]
+
+
+def test_a_host_wide_layout_setting_is_refused_with_several_apps(collections, tmp_path):
+    one = {"host1": "10.0.0.5"}
+    apps = [{"name": "flaskapp", "nginx_server_name": "a.test"}, LINKS]
+    got = passed(collections, tmp_path, {"webservers": one, "appservers": one, "dbservers": one},
+                 {"flaskops_apps": apps, "flask_app_root": "/opt/app"}, fails=True)
+    assert "With several apps, flask_app_root would apply to every app alike" in " ".join(got["output"].split())
+
+
+def test_skipping_the_app_tag_still_wires_uwsgi_and_nginx(collections, tmp_path):
+    one = {"host1": "10.0.0.5"}
+    apps = [{"name": "flaskapp", "nginx_server_name": "a.test"}, LINKS]
+    got = passed(collections, tmp_path, {"webservers": one, "appservers": one, "dbservers": one},
+                 {"flaskops_apps": apps}, skip_tags="app")
+    assert "flask_app" not in got
+    assert {recorded["uwsgi_module"] for recorded in got["uwsgi"].values()} == {"wsgi:application",
+                                                                                "links:create_app()"}
+    assert {recorded["nginx_static_dir"] for recorded in got["nginx"].values()} == {
+        "/srv/flaskapp/current/app/static", "/srv/links/current/links/assets"}
+
+
+def test_the_database_alone_still_counts_every_app_hosts_connections(collections, tmp_path):
+    layout = {"webservers": {"lb": "10.0.0.10"}, "appservers": {"app1": "10.0.0.21", "app2": "10.0.0.22"},
+              "dbservers": {"db": "10.0.0.30"}}
+    apps = [{"name": "flaskapp"}, dict(LINKS, hosts=["app2"])]
+    got = passed(collections, tmp_path, layout, {"flaskops_apps": apps}, limit="db")
+    assert set(got) == {"base", "postgres"}
+    # flaskapp on both hosts, links (3 processes) on app2; 1 thread each.
+    assert got["postgres"]["db"]["postgres_app_connections"] == 2 * PROCESSES + 3
 
 
 def test_the_per_app_keys_are_the_ones_the_plays_pass(collections):
