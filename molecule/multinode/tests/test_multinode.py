@@ -73,7 +73,8 @@ try:
     s = socket.create_connection((sys.argv[1], 5432), timeout=5)
 except OSError as exc:
     print("connect:" + type(exc).__name__); sys.exit()
-params = b"user\0flaskapp\0database\0flaskapp\0\0"
+user, database = sys.argv[2], sys.argv[3]
+params = b"user\0" + user.encode() + b"\0database\0" + database.encode() + b"\0\0"
 s.sendall(struct.pack("!ii", 8 + len(params), 196608) + params)
 kind = s.recv(1)
 rest = s.recv(4096)
@@ -81,8 +82,9 @@ print(kind.decode() + (":" + rest[4:].decode("utf-8", "replace") if kind == b"E"
 """
 
 
-def pg_probe(node, db_address: str) -> str:
-    return node.check_output("python3 -c %s %s", _PG_PROBE, db_address)
+def pg_probe(node, db_address: str, app: str = "flaskapp") -> str:
+    """The server's first answer to app's role logging in to app's database from node."""
+    return node.check_output("python3 -c %s %s %s %s", _PG_PROBE, db_address, app, app)
 
 
 def test_database_admits_the_app_hosts_and_refuses_the_load_balancer(nodes):
@@ -97,6 +99,33 @@ def test_database_admits_the_app_hosts_and_refuses_the_load_balancer(nodes):
     # The database is not on any other address than loopback and the private one.
     listening = nodes["db"].check_output("ss -Hltn 'sport = :5432'")
     assert "0.0.0.0:5432" not in listening and "*:5432" not in listening, listening
+
+
+def test_the_second_app_runs_on_its_own_host_only(nodes):
+    app2 = nodes["app2"]
+    assert app2.service("uwsgi-links").is_running
+    sockets = app2.check_output("ss -Hltn 'sport = :3032'")
+    assert f"{address(app2)}:3032" in sockets, sockets
+    assert not nodes["app1"].file("/etc/systemd/system/uwsgi-links.service").exists
+    assert nodes["app1"].check_output("ss -Hltn 'sport = :3032'") == ""
+
+
+def test_the_second_app_answers_through_the_load_balancer_by_name(nodes):
+    lb = nodes["lb"]
+    lb.check_output("grep -qx '127.0.0.1 links.flaskops.test' /etc/hosts || echo '127.0.0.1 links.flaskops.test' >> /etc/hosts")
+    whoami = http(lb, "https://links.flaskops.test/api/whoami")
+    assert whoami.status == 200 and json.loads(whoami.body)["app"] == "links", whoami.body
+    # Its static files are not on the load balancer's disk: the app serves them.
+    assert http(lb, "https://links.flaskops.test/static/links.css").status == 200
+    # Any other name is the sample app's (the default server).
+    assert http(lb, SITE + "/api/whoami").status == 404
+
+
+def test_each_apps_role_is_admitted_only_from_its_own_hosts(nodes):
+    db = address(nodes["db"])
+    assert pg_probe(nodes["app2"], db, "links") == "R"
+    refused = pg_probe(nodes["app1"], db, "links")
+    assert refused.startswith("E:") and f'host "{address(nodes["app1"])}", user "links"' in refused, refused
 
 
 def current_release(node) -> str:
