@@ -135,7 +135,9 @@ def current_release(node) -> str:
 def test_deploy_and_rollback_under_load_fail_no_request(nodes):
     lb = nodes["lb"]
     first = {name: current_release(nodes[name]) for name in ("app1", "app2")}
-    start_load(lb)
+    # Bounded at 15 minutes: the roll covers both apps of app2 (the
+    # release applies to every app) beside another scenario on 2 cores.
+    start_load(lb, max_seconds=900)
     started = time.monotonic()
     try:
         deployed = run_playbook(None, str(PLAYBOOKS / "deploy.yml"), {"flask_app_release": "multinode-2"})
