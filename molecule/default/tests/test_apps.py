@@ -12,7 +12,7 @@ import re
 import time
 
 import pytest
-from flaskops_testinfra import http, run_converge, uwsgi_requests_served, wait_for
+from flaskops_testinfra import http, on_first_platform_only, run_converge, uwsgi_requests_served, wait_for
 
 NAMES = {"flaskapp": "flaskapp.flaskops.test", "links": "links.flaskops.test"}
 LINKS = f"https://{NAMES['links']}"
@@ -125,6 +125,7 @@ def test_neither_app_can_reach_the_others_database(host):
 
 
 def test_a_bad_value_for_one_app_fails_before_any_change(host):
+    on_first_platform_only(host)
     apps = scenario_apps(host)
     links = next(app for app in apps if app["name"] == "links")
     links["flask_app_init_command"] = "flask db upgrade"  # a string, not an argv list
@@ -137,6 +138,7 @@ def test_a_bad_value_for_one_app_fails_before_any_change(host):
 
 
 def test_an_app_taken_off_leaves_the_other_serving_and_its_data_kept(host):
+    on_first_platform_only(host)
     url = f"https://example.com/kept-{time.time_ns()}"
     add_link(host, url)
     apps = scenario_apps(host)
