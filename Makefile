@@ -9,14 +9,20 @@ export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # The extra CA bundle handed to the hosts (scripts/testbed.sh ca).
 export FLASKOPS_EXTRA_CA_FILE = $(shell scripts/testbed.sh ca)
-# Scenarios `make test` runs, longest first; MOLECULE_JOBS of them at a time.
-# `make molecule SCENARIOS=base` runs one.
-SCENARIOS   ?= multinode default default-trixie app nginx faults postgres base
+# The Debian release every scenario runs on (FLASKOPS_DISTRO); SCENARIO@SUITE
+# in SCENARIOS runs one on another release too.
+export FLASKOPS_DISTRO ?= bookworm
+# Scenarios `make test` runs, longest first; MOLECULE_JOBS of them at a time:
+# each on the release above, and the whole stack (default) on Debian 13 too.
+# `make molecule SCENARIOS=base` runs one; `make molecule-matrix` runs
+# every scenario on every release in SUITES.
+SCENARIO_NAMES := multinode default app nginx faults postgres base
+SCENARIOS   ?= multinode default app nginx default@trixie faults postgres base
 export MOLECULE_JOBS ?= 2
 SUITES      ?= bookworm trixie
 
 .PHONY: role-docs changelog-lint help venv collection-link engine images up down test lint yamllint ansible-lint \
-        sanity sample-app-test wiring-test collection-test molecule changelog clean bench test-quick
+        sanity sample-app-test wiring-test collection-test molecule molecule-matrix changelog clean bench test-quick
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -74,6 +80,10 @@ collection-test: venv ## build the collection tarball, install it into .cache/in
 # The `default` scenario runs the playbook from the installed tarball (collection-test).
 molecule: venv collection-link collection-test images ## every Molecule scenario in SCENARIOS
 	@scripts/molecule-all.sh $(SCENARIOS)
+
+molecule-matrix: venv collection-link collection-test images ## every scenario on every Debian release in SUITES
+	@scripts/molecule-all.sh $(SCENARIO_NAMES) \
+	  $(foreach suite,$(filter-out $(FLASKOPS_DISTRO),$(SUITES)),$(addsuffix @$(suite),$(SCENARIO_NAMES)))
 
 changelog: venv ## release the changelog fragments into CHANGELOG.rst
 	antsibull-changelog release

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Runs `molecule test` for each scenario given, at most MOLECULE_JOBS at a
-# time (their containers have scenario-specific names, so they do not clash).
-# Each scenario logs to .cache/molecule/<scenario>.log; the log of a failed
-# scenario is shown at the end, and the exit status is 1 if any failed.
+# time. SCENARIO@DISTRO runs it on that Debian release (FLASKOPS_DISTRO, which
+# .config/molecule/config.yml turns into the image); a bare SCENARIO runs on
+# FLASKOPS_DISTRO (default: bookworm), the primary release: tests that do not
+# depend on the release run there only (on_primary_distro_only in
+# molecule/shared/flaskops_testinfra.py). Each run has its own ephemeral
+# directory and containers, and two runs of one scenario never overlap.
+# Each run logs to .cache/molecule/<run>.log; the log of a failed run is shown
+# at the end, and the exit status is 1 if any failed.
 #
-#   scripts/molecule-all.sh app nginx postgres base
+#   scripts/molecule-all.sh app nginx postgres base default@trixie
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LOG_TAG=molecule
@@ -12,9 +17,13 @@ LOG_TAG=molecule
 . "$REPO_ROOT/scripts/lib.sh"
 [ "$#" -gt 0 ] || die "usage: $0 SCENARIO..."
 jobs_max=${MOLECULE_JOBS:-2}
+primary=${FLASKOPS_DISTRO:-bookworm}
 logs="$REPO_ROOT/.cache/molecule"
 mkdir -p "$logs"
 cd "$REPO_ROOT"
+for run in "$@"; do
+  [ -d "molecule/${run%@*}" ] || die "no scenario molecule/${run%@*} (from $run)"
+done
 
 declare -A pid_of=() started_at=()
 failed=()
@@ -22,20 +31,20 @@ passed=()
 
 # Waits until one running scenario has ended and records how it went.
 reap() {
-  local scenario status took
+  local run status took
   while :; do
-    for scenario in "${!pid_of[@]}"; do
-      if ! kill -0 "${pid_of[$scenario]}" 2>/dev/null; then
+    for run in "${!pid_of[@]}"; do
+      if ! kill -0 "${pid_of[$run]}" 2>/dev/null; then
         status=0
-        wait "${pid_of[$scenario]}" || status=$?
-        took=$(( $(date +%s) - started_at[$scenario] ))
-        unset "pid_of[$scenario]"
+        wait "${pid_of[$run]}" || status=$?
+        took=$(( $(date +%s) - started_at[$run] ))
+        unset "pid_of[$run]"
         if [ "$status" -eq 0 ]; then
-          log "$scenario passed in ${took}s"
-          passed+=("$scenario")
+          log "$run passed in ${took}s"
+          passed+=("$run")
         else
-          log "$scenario FAILED in ${took}s (status $status): $logs/$scenario.log"
-          failed+=("$scenario")
+          log "$run FAILED in ${took}s (status $status): $logs/$run.log"
+          failed+=("$run")
         fi
         return 0
       fi
@@ -44,18 +53,41 @@ reap() {
   done
 }
 
-for scenario in "$@"; do
+# True when a run of the scenario of $1 is under way.
+scenario_running() {
+  local run
+  for run in "${!pid_of[@]}"; do [ "${run%@*}" != "${1%@*}" ] || return 0; done
+  return 1
+}
+
+queue=("$@")
+while [ "${#queue[@]}" -gt 0 ]; do
   while [ "${#pid_of[@]}" -ge "$jobs_max" ]; do reap; done
-  log "starting $scenario (log: $logs/$scenario.log)"
-  started_at[$scenario]=$(date +%s)
-  molecule test -s "$scenario" >"$logs/$scenario.log" 2>&1 &
-  pid_of[$scenario]=$!
+  # The first queued run whose scenario is not running (else wait for one).
+  next=-1
+  for i in "${!queue[@]}"; do
+    if ! scenario_running "${queue[$i]}"; then next=$i; break; fi
+  done
+  if [ "$next" -lt 0 ]; then reap; continue; fi
+  spec=${queue[$next]}
+  queue=("${queue[@]:0:$next}" "${queue[@]:$((next + 1))}")
+  scenario=${spec%@*}
+  distro=$primary
+  [ "$spec" = "$scenario" ] || distro=${spec#*@}
+  run=$scenario
+  [ "$distro" = "$primary" ] || run=$scenario@$distro
+  log "starting $run on $distro (log: $logs/$run.log)"
+  started_at[$run]=$(date +%s)
+  rm -rf "${logs:?}/$run.d"
+  FLASKOPS_DISTRO=$distro FLASKOPS_PRIMARY_DISTRO=$primary MOLECULE_EPHEMERAL_DIRECTORY="$logs/$run.d" \
+    molecule test -s "$scenario" >"$logs/$run.log" 2>&1 &
+  pid_of[$run]=$!
 done
 while [ "${#pid_of[@]}" -gt 0 ]; do reap; done
 
-for scenario in "${failed[@]}"; do
-  echo "===== $scenario: last 150 lines of $logs/$scenario.log" >&2
-  sed 's/\x1b\[[0-9;]*m//g' "$logs/$scenario.log" | tail -n 150 >&2
+for run in "${failed[@]}"; do
+  echo "===== $run: last 150 lines of $logs/$run.log" >&2
+  sed 's/\x1b\[[0-9;]*m//g' "$logs/$run.log" | tail -n 150 >&2
 done
 [ "${#failed[@]}" -eq 0 ] || die "failed: ${failed[*]} (passed: ${passed[*]:-none})"
 [ "${#passed[@]}" -eq "$#" ] || die "only ${#passed[@]} of $# scenarios reported back"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from flaskops_testinfra import (UWSGI_CLIENT, assert_refused_by_the_role, files_state, main_pid,
-                                on_first_platform_only, put_file, run_converge, uwsgi_request, uwsgi_stats,
+                                on_primary_distro_only, put_file, run_converge, uwsgi_request, uwsgi_stats,
                                 wait_for)
 
 SOCKET = "/run/uwsgi/flaskapp/uwsgi.sock"
@@ -176,7 +176,7 @@ def test_unit_hardening_exposure(host):
 
 
 def test_a_value_uwsgi_rejects_fails_and_the_server_keeps_running(host):
-    on_first_platform_only(host)
+    on_primary_distro_only()
     ini, pid = host.file("/etc/uwsgi/flaskapp.ini").sha256sum, main_pid(host, UNIT)
     result = run_converge(host, {"uwsgi_options": {"harakirii": 5}}, tags=["uwsgi"])
     assert result.returncode != 0
@@ -198,7 +198,7 @@ def test_a_value_uwsgi_rejects_fails_and_the_server_keeps_running(host):
     ({"flask_app_database_url": "not a url"}, "flask_app", "flask_app_database_url"),
 ])
 def test_bad_input_fails_before_any_change(host, bad, role, variable):
-    on_first_platform_only(host)
+    on_primary_distro_only()
     files = ["/etc/uwsgi/flaskapp.ini", "/etc/systemd/system/uwsgi-flaskapp.service", "/etc/flaskops/flaskapp.env",
              "/srv/flaskapp/current"]
     pid, before = main_pid(host, UNIT), files_state(host, files)
@@ -232,7 +232,7 @@ def marked_copy(destination: Path, marker: str) -> Path:
 
 
 def test_a_release_from_a_git_repository(host, tmp_path):
-    on_first_platform_only(host)
+    on_primary_distro_only()
     repo = "/tmp/flaskops-git-source"
     source = marked_copy(tmp_path / "app", "(from git)")
     host.check_output("rm -rf %s", repo)
@@ -254,7 +254,7 @@ def test_a_release_from_a_git_repository(host, tmp_path):
 
 
 def test_a_release_from_an_archive_with_its_top_directory_stripped(host, tmp_path):
-    on_first_platform_only(host)
+    on_primary_distro_only()
     import hashlib
     import tarfile
 
@@ -273,7 +273,7 @@ def test_a_release_from_an_archive_with_its_top_directory_stripped(host, tmp_pat
 
 
 def test_releases_with_the_same_requirements_share_one_venv(host):
-    on_first_platform_only(host)
+    on_primary_distro_only()
     releases = host.check_output("ls -1 %s", RELEASES).split()
     assert len(releases) >= 3, releases
     venvs = {host.check_output("readlink -f %s/%s/venv", RELEASES, release) for release in releases}
@@ -286,7 +286,7 @@ def test_releases_with_the_same_requirements_share_one_venv(host):
 
 
 def test_old_releases_are_pruned_but_the_live_one_stays(host):
-    on_first_platform_only(host)
+    on_primary_distro_only()
 
     def by_age() -> list[str]:
         out = host.check_output("stat -c '%%Y %%n' %s/*/.flaskops-release.json | sort -n", RELEASES)
@@ -319,7 +319,7 @@ def environ(host, pid: int) -> dict[str, str]:
 
 
 def test_a_changed_environment_reaches_every_uwsgi_process(host):
-    on_first_platform_only(host)
+    on_primary_distro_only()
     value = f"probe-{time.time_ns()}"
     result = run_converge(host, {"flask_app_env": {"FLASKOPS_PROBE": value}}, tags=["flask_app", "uwsgi"])
     assert result.returncode == 0, result.failure_text or result.raw
@@ -334,7 +334,7 @@ def test_a_changed_environment_reaches_every_uwsgi_process(host):
 
 
 def test_an_entry_point_that_does_not_load_fails_naming_the_app_and_the_live_release_serves(host):
-    on_first_platform_only(host)
+    on_primary_distro_only()
     files = ["/etc/uwsgi/flaskapp.ini", "/etc/systemd/system/uwsgi-flaskapp.service", "/srv/flaskapp/current"]
     pid, before = main_pid(host, UNIT), files_state(host, files)
     result = run_converge(host, {"flask_app_module": "wsgi:no_such_app"}, tags=["flask_app", "uwsgi"])
@@ -347,7 +347,7 @@ def test_an_entry_point_that_does_not_load_fails_naming_the_app_and_the_live_rel
 
 
 def test_an_app_that_does_not_answer_fails_the_play_with_its_journal(host):
-    on_first_platform_only(host)
+    on_primary_distro_only()
     # A database URL the app cannot use: it starts, but /health answers 503.
     result = run_converge(host, {"flask_app_database_url": "postgresql://flaskapp:wrong@127.0.0.1:1/flaskapp"},
                           tags=["flask_app", "uwsgi"])
@@ -393,7 +393,7 @@ def test_a_requirement_without_a_wheel_is_built_from_source(host):
     # (flask_app_venv_packages in converge.yml).
     venv = "/srv/flaskapp/current/venv/bin/python3"
     assert host.check_output("%s -c 'import docopt; print(docopt.__version__)'", venv) == "0.6.2"
-    on_first_platform_only(host)
+    on_primary_distro_only()
     # Wheels only: the build fails, naming the switch, and nothing goes live.
     current = current_release(host)
     result = run_converge(host, {"flask_app_pip_source_builds": False, "flask_app_release": "wheels-only",
@@ -406,7 +406,7 @@ def test_a_requirement_without_a_wheel_is_built_from_source(host):
 
 
 def test_a_build_command_runs_as_the_app_user_before_the_release_goes_live(host, tmp_path):
-    on_first_platform_only(host)
+    on_primary_distro_only()
     first = current_release(host)
     source = marked_copy(tmp_path / "app", "(built)")
     build = ["python3", "-c", "import os, pwd; open('build-stamp', 'w').write(pwd.getpwuid(os.getuid()).pw_name)"]

@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
-from flaskops_testinfra import assert_refused_by_the_role, files_state, on_first_platform_only, run_converge
+from flaskops_testinfra import assert_refused_by_the_role, files_state, on_primary_distro_only, run_converge
 
 STORE = "/etc/ssl/certs/ca-certificates.crt"
 PEM = re.compile(r"-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----")
@@ -63,7 +63,7 @@ def test_pip_uses_the_system_store(host):
 ])
 def test_bad_input_fails_before_any_change(host, bad, variable):
     # base runs no service of its own: what it must leave alone are its files.
-    on_first_platform_only(host)
+    on_primary_distro_only()
     files = [STORE, "/etc/pip.conf", *(f"/usr/local/share/ca-certificates/flaskops/{name}"
                                        for name in host.file("/usr/local/share/ca-certificates/flaskops").listdir())]
     before = files_state(host, files)

@@ -12,7 +12,7 @@ import re
 import time
 
 import pytest
-from flaskops_testinfra import http, on_first_platform_only, run_converge, uwsgi_requests_served, wait_for
+from flaskops_testinfra import http, on_primary_distro_only, run_converge, uwsgi_requests_served, wait_for
 
 NAMES = {"flaskapp": "flaskapp.flaskops.test", "links": "links.flaskops.test"}
 LINKS = f"https://{NAMES['links']}"
@@ -33,12 +33,7 @@ with socket.create_connection(("127.0.0.1", 443), timeout=10) as raw:
 
 @pytest.fixture(scope="module", autouse=True)
 def names_on_loopback(host):
-    """The apps' names resolve to the host's own loopback (Docker rewrites /etc/hosts on restart).
-
-    default-trixie shares these tests and deploys one app: the two-app
-    behaviour does not depend on the Debian release.
-    """
-    on_first_platform_only(host)
+    """The apps' names resolve to the host's own loopback (Docker rewrites /etc/hosts on restart)."""
     line = "127.0.0.1 " + " ".join(NAMES.values())
     host.check_output("grep -qxF %s /etc/hosts || echo %s >> /etc/hosts", line, line)
 
@@ -130,6 +125,7 @@ def test_neither_app_can_reach_the_others_database(host):
 
 
 def test_a_bad_value_for_one_app_fails_before_any_change(host):
+    on_primary_distro_only()
     apps = scenario_apps(host)
     links = next(app for app in apps if app["name"] == "links")
     links["flask_app_init_command"] = "flask db upgrade"  # a string, not an argv list
@@ -142,6 +138,7 @@ def test_a_bad_value_for_one_app_fails_before_any_change(host):
 
 
 def test_an_app_taken_off_leaves_the_other_serving_and_its_data_kept(host):
+    on_primary_distro_only()
     url = f"https://example.com/kept-{time.time_ns()}"
     add_link(host, url)
     apps = scenario_apps(host)

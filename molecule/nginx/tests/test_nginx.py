@@ -5,7 +5,7 @@ import shlex
 import time
 
 import pytest
-from flaskops_testinfra import (assert_refused_by_the_role, files_state, http, main_pid, on_first_platform_only,
+from flaskops_testinfra import (assert_refused_by_the_role, files_state, http, main_pid, on_primary_distro_only,
                                 put_file, run_converge, tls_suites)
 
 HTTP = "http://127.0.0.1"
@@ -170,7 +170,7 @@ def test_site_logs_are_written_and_rotated(host):
 
 
 def test_extra_directives_reach_the_http_block_and_the_site(host):
-    on_first_platform_only(host)
+    on_primary_distro_only()
     extra = {"nginx_http_extra_directives": ["server { listen 127.0.0.1:8099; return 204; }"],
              "nginx_site_extra_directives": ["location = /flaskops-extra { return 418; }"]}
     try:
@@ -189,7 +189,7 @@ def test_extra_directives_reach_the_http_block_and_the_site(host):
     ("nginx_site_extra_directives", ["client_body_buffer_size huge;"], SITE),
 ])
 def test_a_bad_extra_directive_fails_and_live_config_keeps_serving(host, variable, lines, live_file):
-    on_first_platform_only(host)
+    on_primary_distro_only()
     before = host.file(live_file).sha256sum
     master_before = host.file("/run/nginx.pid").content_string.strip()
     result = run_converge(host, {variable: lines}, tags=["nginx"])
@@ -206,7 +206,7 @@ def test_a_bad_extra_directive_fails_and_live_config_keeps_serving(host, variabl
     ("nginx_uwsgi_read_timeout", "sixty", SITE),
 ])
 def test_broken_value_fails_and_live_config_keeps_serving(host, variable, value, live_file):
-    on_first_platform_only(host)
+    on_primary_distro_only()
     before = host.file(live_file).sha256sum
     master_before = host.file("/run/nginx.pid").content_string.strip()
     result = run_converge(host, {variable: value}, tags=["nginx"])
@@ -221,7 +221,7 @@ def test_broken_value_fails_and_live_config_keeps_serving(host, variable, value,
 
 
 def test_load_balanced_upstream_renders_valid_and_serves(host):
-    on_first_platform_only(host)
+    on_primary_distro_only()
     servers = [{"address": "unix:/run/uwsgi/flaskapp/uwsgi.sock", "weight": 3},
                {"address": "127.0.0.1:3031", "weight": 1, "max_fails": 2, "fail_timeout": "5s"},
                {"address": "127.0.0.1:3032", "backup": True}]
@@ -246,7 +246,7 @@ def test_load_balanced_upstream_renders_valid_and_serves(host):
     ("nginx_cache_use_stale", ["error", "http_502"]),
 ])
 def test_bad_input_fails_before_any_change(host, variable, value):
-    on_first_platform_only(host)
+    on_primary_distro_only()
     extra = {variable: value}
     if variable == "nginx_tls_certificate_file":
         extra["nginx_tls_source"] = "files"
@@ -259,7 +259,7 @@ def test_bad_input_fails_before_any_change(host, variable, value):
 
 
 def test_acme_option_renders_a_valid_site_without_running_certbot(host):
-    on_first_platform_only(host)
+    on_primary_distro_only()
     try:
         result = run_converge(host, {"nginx_tls_source": "acme", "nginx_acme_request": False}, tags=["nginx"])
         assert result.returncode == 0, result.failure_text or result.raw
@@ -311,7 +311,7 @@ def test_a_files_certificate_with_an_rsa_key_is_served_stapled_with_strong_suite
     # nginx_tls_source: files with an issuer chain: the given RSA pair is
     # served, OCSP stapling is on (the response comes from a responder on
     # the host), and over TLS 1.2 only ECDHE-RSA with AEAD is agreed.
-    on_first_platform_only(host)
+    on_primary_distro_only()
     pki = make_rsa_ca_and_site_certificate(tmp_path)
     for name in ("ca.crt", "ca.key"):
         put_file(host, f"/tmp/flaskops-ocsp/{name}", open(pki[name], "rb").read())
@@ -349,7 +349,7 @@ def test_a_files_certificate_with_an_rsa_key_is_served_stapled_with_strong_suite
 
 
 def test_with_https_off_the_site_is_served_over_plain_http(host):
-    on_first_platform_only(host)
+    on_primary_distro_only()
     try:
         result = run_converge(host, {"nginx_https": False}, tags=["nginx"])
         assert result.returncode == 0, result.failure_text or result.raw

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from flaskops_testinfra import (assert_refused_by_the_role, files_state, main_pid, on_first_platform_only,
+from flaskops_testinfra import (assert_refused_by_the_role, files_state, main_pid, on_primary_distro_only,
                                 postgres_unit, postgres_version, run_converge, run_playbook)
 
 EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "."))
@@ -128,7 +128,7 @@ def test_no_setting_is_waiting_for_a_restart(host):
 
 
 def test_config_changes_reload_or_restart_never_both(host):
-    on_first_platform_only(host)
+    on_primary_distro_only()
     pid, reloads = main_pid(host, postgres_unit(host)), reloads_logged(host)
 
     # A setting a reload applies: the server keeps running, one reload.
@@ -156,7 +156,7 @@ def test_config_changes_reload_or_restart_never_both(host):
 
 
 def test_a_value_postgres_rejects_fails_and_the_server_keeps_its_config(host):
-    on_first_platform_only(host)
+    on_primary_distro_only()
     live = f"/etc/postgresql/{postgres_version(host)}/main/conf.d/60-flaskops-reload.conf"
     before, pid = host.file(live).sha256sum, main_pid(host, postgres_unit(host))
     result = run_converge(host, {"postgres_settings": {"log_min_duration_statement": "soon"}}, tags=["postgres"])
@@ -171,7 +171,7 @@ def test_a_pg_hba_line_postgres_rejects_fails_and_the_live_rules_stay(host):
     # 10.0.0.300 passes the role's own pattern for an address; only the
     # throw-away server that checks the candidate pg_hba.conf rejects it
     # (PostgreSQL reads it as a host name, which cannot take a CIDR mask).
-    on_first_platform_only(host)
+    on_primary_distro_only()
     live = f"/etc/postgresql/{postgres_version(host)}/main/pg_hba.conf"
     before, pid = host.file(live).sha256sum, main_pid(host, postgres_unit(host))
     entry = {"database": "flaskapp", "user": "flaskapp", "address": "10.0.0.300"}
@@ -196,7 +196,7 @@ def test_a_pg_hba_line_postgres_rejects_fails_and_the_live_rules_stay(host):
     ({"postgres_backup_dir": "backups"}, "postgres_backup_dir"),
 ])
 def test_bad_input_fails_before_any_change(host, bad, variable):
-    on_first_platform_only(host)
+    on_primary_distro_only()
     conf = f"/etc/postgresql/{postgres_version(host)}/main"
     files = [f"{conf}/pg_hba.conf", f"{conf}/conf.d/50-flaskops-restart.conf", f"{conf}/conf.d/60-flaskops-reload.conf",
              "/etc/systemd/system/flaskops-postgres-backup.service",
