@@ -81,9 +81,11 @@ def passed(collections: Path, tmp_path: Path, groups: dict[str, dict[str, str]],
     fails, the run must fail: returns {"output": its output}.
     """
     hosts = {name: {"flaskops_private_address": addr} for members in groups.values() for name, addr in members.items()}
+    # An extra value of None leaves that variable out (to its role's default).
+    all_vars = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                "postgres_app_password": PASSWORD, "uwsgi_processes": PROCESSES, **(extra or {})}
     inventory = {"all": {
-        "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-                 "postgres_app_password": PASSWORD, "uwsgi_processes": PROCESSES, **(extra or {})},
+        "vars": {name: value for name, value in all_vars.items() if value is not None},
         "hosts": hosts,
         "children": {group: {"hosts": {name: None for name in members}} for group, members in groups.items()},
     }}
@@ -430,6 +432,22 @@ def test_the_database_alone_still_counts_every_app_hosts_connections(collections
     assert set(got) == {"base", "postgres"}
     # flaskapp on both hosts, links (3 processes) on app2; 1 thread each.
     assert got["postgres"]["db"]["postgres_app_connections"] == 2 * PROCESSES + 3
+
+
+def test_the_connection_budget_sizes_default_workers_as_the_uwsgi_role_does(collections, tmp_path):
+    """Without uwsgi_processes, each app's workers come from its host's vCPUs and
+    workload (filter uwsgi_processes), for the hosts outside --limit too."""
+    layout = {"webservers": {"lb": "10.0.0.10"}, "appservers": {"app1": "10.0.0.21", "app2": "10.0.0.22"},
+              "dbservers": {"db": "10.0.0.30"}}
+    io_app = {"name": "links", "hosts": ["app2"], "nginx_server_name": "b.test", "postgres_app_password": "x2",
+              "uwsgi_workload": "io", "uwsgi_threads": 2}
+    apps = [{"name": "flaskapp", "nginx_server_name": "a.test"}, io_app]
+    got = passed(collections, tmp_path, layout, {"flaskops_apps": apps,
+                                                 "uwsgi_processes": None}, limit="db")
+    vcpus = os.cpu_count()
+    # flaskapp ("cpu": 2 per vCPU, 1 thread) on both hosts, links ("io": 4 per vCPU, 2 threads) on app2.
+    expected = 2 * (2 * vcpus) + 4 * vcpus * 2
+    assert got["postgres"]["db"]["postgres_app_connections"] == max(expected, 20)
 
 
 def test_the_per_app_keys_are_the_ones_the_plays_pass(collections):
