@@ -1,10 +1,12 @@
-"""Write (or check) the README's role variable tables from each role's meta/argument_specs.yml.
+"""Write (or check) each role README's variable table from the role's meta/argument_specs.yml.
 
 usage: python3 scripts/role-docs.py [--check]
 
-The tables sit between "<!-- BEGIN role variables -->" and
-"<!-- END role variables -->" in README.md. --check exits 1 when they differ
-from what the argument specs say, so the README cannot drift from them.
+The table sits between "<!-- BEGIN role variables -->" and
+"<!-- END role variables -->" in roles/<role>/README.md. --check exits 1 when
+a table differs from what the argument spec says, or when a value in a
+role's defaults/main.yml differs from its argument spec default, so that
+neither the README nor the spec can drift from the role.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
 BEGIN, END = "<!-- BEGIN role variables -->", "<!-- END role variables -->"
 ROLES = ["base", "postgres", "flask_app", "uwsgi", "nginx"]
 
@@ -39,39 +40,61 @@ def default_of(spec: dict) -> str:
     return "`" + dumped.replace("|", "\\|") + "`"
 
 
-def tables() -> str:
+def specs_of(role: str) -> dict:
+    return yaml.safe_load((ROOT / "roles" / role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+
+
+def table(role: str) -> str:
     out = []
-    for role in ROLES:
-        specs = yaml.safe_load((ROOT / "roles" / role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
-        for entry, spec in specs.items():
-            title = f"### Role `{role}`" if entry == "main" else f"#### `{role}` entry point `{entry}`"
-            out += [title, "", cell(spec["short_description"]), "",
-                    "| variable | type | default | what it does |", "| --- | --- | --- | --- |"]
-            for name, option in spec.get("options", {}).items():
-                kind = option.get("type", "str")
-                if kind == "list" and "elements" in option:
-                    kind = f"list of {option['elements']}"
-                description = option.get("description", "")
-                if isinstance(description, list):
-                    description = " ".join(description)
-                if "choices" in option:
-                    description += " One of: " + ", ".join(f"`{c}`" if c else '`""`' for c in option["choices"]) + "."
-                out.append(f"| `{name}` | {kind} | {default_of(option)} | {cell(description)} |")
-            out.append("")
+    for entry, spec in specs_of(role).items():
+        title = "### Entry point `main`" if entry == "main" else f"### Entry point `{entry}`"
+        out += [title, "", cell(spec["short_description"]), "",
+                "| variable | type | default | what it does |", "| --- | --- | --- | --- |"]
+        for name, option in spec.get("options", {}).items():
+            kind = option.get("type", "str")
+            if kind == "list" and "elements" in option:
+                kind = f"list of {option['elements']}"
+            description = option.get("description", "")
+            if isinstance(description, list):
+                description = " ".join(description)
+            if "choices" in option:
+                description += " One of: " + ", ".join(f"`{c}`" if c else '`""`' for c in option["choices"]) + "."
+            out.append(f"| `{name}` | {kind} | {default_of(option)} | {cell(description)} |")
+        out.append("")
     return "\n".join(out).rstrip() + "\n"
 
 
+def defaults_drift(role: str) -> list[str]:
+    """Variables whose defaults/main.yml value differs from their argument spec default."""
+    defaults = yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text()) or {}
+    drift = []
+    for entry, spec in specs_of(role).items():
+        for name, option in (spec.get("options") or {}).items():
+            if "default" in option and name in defaults and defaults[name] != option["default"]:
+                drift.append(f"roles/{role}: {name} is {defaults[name]!r} in defaults/main.yml and "
+                             f"{option['default']!r} in the argument spec ({entry})")
+    return drift
+
+
 def main() -> int:
-    text = README.read_text()
-    start, stop = text.index(BEGIN) + len(BEGIN), text.index(END)
-    wanted = text[:start] + "\n" + tables() + text[stop:]
-    if "--check" in sys.argv[1:]:
-        if wanted != text:
-            print("README.md role variable tables are out of date: run python3 scripts/role-docs.py", file=sys.stderr)
-            return 1
-        return 0
-    README.write_text(wanted)
-    return 0
+    check = "--check" in sys.argv[1:]
+    status = 0
+    for role in ROLES:
+        readme = ROOT / "roles" / role / "README.md"
+        text = readme.read_text()
+        start, stop = text.index(BEGIN) + len(BEGIN), text.index(END)
+        wanted = text[:start] + "\n" + table(role) + text[stop:]
+        if check:
+            if wanted != text:
+                print(f"{readme.relative_to(ROOT)}: the variable table is out of date: run python3 scripts/role-docs.py",
+                      file=sys.stderr)
+                status = 1
+            for line in defaults_drift(role):
+                print(line, file=sys.stderr)
+                status = 1
+        else:
+            readme.write_text(wanted)
+    return status
 
 
 if __name__ == "__main__":

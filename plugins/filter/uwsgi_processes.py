@@ -1,6 +1,5 @@
 # Copyright: flaskops.stack contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-# (plugins build on ansible-core, which is GPLv3+; the rest of the collection is MIT)
 """Filter plugin uwsgi_processes: the uwsgi role's default worker count for a host."""
 
 from __future__ import annotations
