@@ -29,7 +29,7 @@ for want in MANIFEST.json FILES.json README.md meta/runtime.yml roles/base/tasks
             roles/base/meta/argument_specs.yml playbooks/site.yml sample_app/wsgi.py; do
   grep -qx "$want" <<<"$listing" || { echo "FAIL: $want missing from $tarball" >&2; exit 1; }
 done
-for unwanted in '.venv/' '.cache/' '.git/' 'scripts/' '__pycache__'; do
+for unwanted in '.venv/' '.cache/' '.git/' 'scripts/' 'molecule/' 'tests/' '__pycache__'; do
   if grep -q "^$unwanted\|/$unwanted" <<<"$listing"; then echo "FAIL: $unwanted shipped in $tarball" >&2; exit 1; fi
 done
 
