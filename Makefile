@@ -22,7 +22,7 @@ export MOLECULE_JOBS ?= 2
 SUITES      ?= bookworm trixie
 
 .PHONY: role-docs changelog-lint help venv collection-link engine images up down test lint yamllint ansible-lint \
-        sanity sample-app-test wiring-test collection-test galaxy-import molecule molecule-matrix changelog clean bench test-quick
+        sanity sample-app-test wiring-test collection-test galaxy-import ee-context molecule molecule-matrix changelog clean bench test-quick
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -50,7 +50,7 @@ bench: venv collection-link ## provisioning and serving benchmarks on a fresh co
 down: venv ## remove the local container host
 	@scripts/local-host.sh down
 
-test: venv collection-link lint sample-app-test wiring-test collection-test galaxy-import sanity images molecule ## everything the project checks
+test: venv collection-link lint sample-app-test wiring-test collection-test galaxy-import ee-context sanity images molecule ## everything the project checks
 	@echo "make test: all checks passed"
 
 test-quick: venv collection-link lint sample-app-test wiring-test images ## inner loop: lint, the sample app's tests, wiring, the base scenario
@@ -67,6 +67,9 @@ ansible-lint: venv collection-link
 
 galaxy-import: ## Galaxy's import checker (galaxy-importer) on the built tarball: no error, no warning
 	@scripts/galaxy-import.sh
+
+ee-context: ## ansible-builder create on execution-environment.yml, the build context checked
+	@scripts/ee-context.sh
 
 sanity: venv ## ansible-test sanity from an ansible_collections/flaskops/stack copy
 	@scripts/sanity.sh

@@ -10,8 +10,8 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LOG_TAG=galaxy-import
 # shellcheck source=scripts/lib.sh
 . "$REPO_ROOT/scripts/lib.sh"
-IMPORTER_VENV=${FLASKOPS_IMPORTER_VENV:-$REPO_ROOT/.cache/importer-venv}
-FLASKOPS_VENV="$IMPORTER_VENV" "$REPO_ROOT/scripts/venv.sh" "$REPO_ROOT/requirements/importer.txt"
+RELEASE_VENV=${FLASKOPS_RELEASE_VENV:-$REPO_ROOT/.cache/release-venv}
+FLASKOPS_VENV="$RELEASE_VENV" "$REPO_ROOT/scripts/venv.sh" "$REPO_ROOT/requirements/release-tools.txt"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/flaskops-import.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -25,7 +25,7 @@ RUN_ANSIBLE_TEST = False
 CHECK_CHANGELOG = True
 CFG
 # The importer's own ansible-core and ansible-lint, not the controller's.
-export PATH="$IMPORTER_VENV/bin:$PATH" GALAXY_IMPORTER_CONFIG="$work/galaxy-importer.cfg"
+export PATH="$RELEASE_VENV/bin:$PATH" GALAXY_IMPORTER_CONFIG="$work/galaxy-importer.cfg"
 ansible-galaxy collection build "$REPO_ROOT" --output-path "$work" >/dev/null
 tarball=$(ls "$work"/flaskops-stack-*.tar.gz)
 status=0
