@@ -19,7 +19,7 @@ LOG_TAG=core-matrix
 # number of changed tasks from the JSON report.
 converge() {
   local venv=$1 inventory=$3 out
-  out=$(cd "$REPO_ROOT" && ANSIBLE_STDOUT_CALLBACK=ansible.builtin.json ANSIBLE_CALLBACKS_ENABLED= \
+  out=$(cd "$REPO_ROOT" && ANSIBLE_STDOUT_CALLBACK=ansible.builtin.json ANSIBLE_CALLBACKS_ENABLED='' \
         "$venv/bin/ansible-playbook" -i "$inventory" playbooks/site.yml) \
     || { printf '%s\n' "$out" | grep -E '"msg"' | tail -n 20 >&2; return 1; }
   # Other callbacks may print around the JSON document.
