@@ -13,16 +13,19 @@ export FLASKOPS_EXTRA_CA_FILE = $(shell scripts/testbed.sh ca)
 # in SCENARIOS runs one on another release too.
 export FLASKOPS_DISTRO ?= bookworm
 # Scenarios `make test` runs, longest first; MOLECULE_JOBS of them at a time:
-# each on the release above, and the whole stack (default) on Debian 13 too.
+# each on the release above, the whole stack (default) on Debian 13 too, and
+# the other ansible-core lines (core@VERSION, scripts/core-matrix.sh).
 # `make molecule SCENARIOS=base` runs one; `make molecule-matrix` runs
 # every scenario on every release in SUITES.
 SCENARIO_NAMES := multinode default app nginx faults postgres base
-SCENARIOS   ?= multinode default app nginx default@trixie faults postgres base
+# The ansible-core lines tested besides the controller's own (meta/runtime.yml).
+CORE_VERSIONS ?= 2.20 2.21
+SCENARIOS   ?= multinode default app nginx default@trixie $(addprefix core@,$(CORE_VERSIONS)) faults postgres base
 export MOLECULE_JOBS ?= 2
 SUITES      ?= bookworm trixie
 
 .PHONY: role-docs changelog-lint help venv collection-link engine images up down test lint yamllint ansible-lint \
-        sanity sample-app-test wiring-test collection-test galaxy-import ee-context molecule molecule-matrix changelog clean bench test-quick
+        sanity sample-app-test wiring-test collection-test galaxy-import ee-context molecule molecule-matrix core-matrix changelog clean bench test-quick
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -86,6 +89,9 @@ collection-test: venv ## build the collection tarball, install it into .cache/in
 # The `default` scenario runs the playbook from the installed tarball (collection-test).
 molecule: venv collection-link collection-test images ## every Molecule scenario in SCENARIOS
 	@scripts/molecule-all.sh $(SCENARIOS)
+
+core-matrix: venv images ## sanity and the whole stack twice under each ansible-core of CORE_VERSIONS
+	@scripts/core-matrix.sh $(CORE_VERSIONS)
 
 molecule-matrix: venv collection-link collection-test images ## every scenario on every Debian release in SUITES
 	@scripts/molecule-all.sh $(SCENARIO_NAMES) \

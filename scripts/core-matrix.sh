@@ -1,75 +1,124 @@
 #!/usr/bin/env bash
-# Proves each ansible-core line that meta/runtime.yml admits besides the
-# controller's own (2.19, which every other check runs): for each VERSION,
-# a venv with that ansible-core and the `ansible` package of its line
-# (requirements/core-VERSION.txt), ansible-test sanity under it, and the
-# whole stack converged with playbooks/site.yml on a fresh systemd container,
-# then converged again with no change, then asked for /health through nginx,
-# uWSGI, Flask and PostgreSQL.
+# Proves the ansible-core lines meta/runtime.yml admits besides the
+# controller's own 2.19 (which every other check runs on Python 3.11): 2.20
+# and 2.21 need Python 3.12 or newer, so their controller is a Debian 13
+# container (Python 3.13) from the test bed's image. For each VERSION, in a
+# fresh container FLASKOPS-CORE-VERSION:
+#   - a venv with that ansible-core and the `ansible` package of its line
+#     (requirements/core-VERSION.txt);
+#   - ansible-test sanity on the collection's files, under that ansible-core;
+#   - the whole stack converged on the container itself (local connection)
+#     with flaskops.stack.site from the built tarball, converged again with
+#     no change, then /health asked through nginx, uWSGI, Flask and PostgreSQL.
 #
-#   scripts/core-matrix.sh [VERSION...]     default: 2.17 2.18
+#   scripts/core-matrix.sh [VERSION...]     default: 2.20 2.21
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LOG_TAG=core-matrix
 # shellcheck source=scripts/lib.sh
 . "$REPO_ROOT/scripts/lib.sh"
-[ "$#" -gt 0 ] || set -- 2.17 2.18
+VENV=${FLASKOPS_VENV:-$REPO_ROOT/.venv}
+[ "$#" -gt 0 ] || set -- 2.20 2.21
+logs="$REPO_ROOT/.cache/core-matrix"
+mkdir -p "$logs"
 
-# Runs site.yml from venv $1 on container $2 with inventory $3; prints the
-# number of changed tasks from the JSON report.
+# Runs a shell command line inside container $host.
+in_host() { docker exec -e PIP_CERT=/etc/ssl/certs/ca-certificates.crt "$host" sh -euc "$1"; }
+
+# Converges the container with site.yml; prints the number of changed tasks.
 converge() {
-  local venv=$1 inventory=$3 out
-  out=$(cd "$REPO_ROOT" && ANSIBLE_STDOUT_CALLBACK=ansible.builtin.json ANSIBLE_CALLBACKS_ENABLED='' \
-        "$venv/bin/ansible-playbook" -i "$inventory" playbooks/site.yml) \
-    || { printf '%s\n' "$out" | grep -E '"msg"' | tail -n 20 >&2; return 1; }
-  # Other callbacks may print around the JSON document.
-  printf '%s\n' "$out" | sed -n '/^{/,$p' | "$venv/bin/python" -c '
+  local out=$logs/$host-site-$1.json
+  if ! docker exec -e ANSIBLE_COLLECTIONS_PATH=/root/collections -e ANSIBLE_STDOUT_CALLBACK=ansible.builtin.json \
+       -e ANSIBLE_NOCOLOR=1 "$host" /opt/controller/bin/ansible-playbook -i /root/hosts.yml flaskops.stack.site \
+       >"$out" 2>&1; then
+    grep -E '"msg"' "$out" | tail -n 20 >&2
+    return 1
+  fi
+  python3 - "$out" <<'PY'
 import json, sys
-report = json.JSONDecoder().raw_decode(sys.stdin.read())[0]
-print(sum(s.get("changed", 0) for s in report["stats"].values()))'
+text = open(sys.argv[1]).read()
+report = json.JSONDecoder().raw_decode(text, text.index("\n{") + 1 if not text.startswith("{") else 0)[0]
+print(sum(s.get("changed", 0) for s in report["stats"].values()))
+PY
 }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/flaskops-core.XXXXXX")
+host=""
+cleanup() { [ -z "$host" ] || docker rm -f "$host" >/dev/null 2>&1 || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+# The collection as a tarball, and its files as ansible-test sees them
+# (what git would ship: tracked and new, non-ignored files).
+"$VENV/bin/ansible-galaxy" collection build "$REPO_ROOT" --output-path "$work" >/dev/null
+tarball=$(ls "$work"/flaskops-stack-*.tar.gz)
+# shellcheck disable=SC2016
+(cd "$REPO_ROOT" && git ls-files -z --cached --others --exclude-standard \
+  | xargs -0 -n 1 sh -c 'if [ -e "$1" ]; then printf "%s\0" "$1"; fi' _ \
+  | tar --null -T - -cf "$work/tree.tar")
+ca=$("$REPO_ROOT/scripts/testbed.sh" ca)
 
 for version in "$@"; do
   requirements="$REPO_ROOT/requirements/core-$version.txt"
   [ -f "$requirements" ] || die "no $requirements: ansible-core $version is not pinned"
-  venv="$REPO_ROOT/.cache/core-$version"
-  FLASKOPS_VENV="$venv" "$REPO_ROOT/scripts/venv.sh" "$requirements"
-  got=$("$venv/bin/ansible" --version | sed -n '1s/.*core \([0-9]*\.[0-9]*\).*/\1/p')
-  [ "$got" = "$version" ] || die "$venv runs ansible-core $got, not $version"
+  host="flaskops-core-${version//./-}"
+  FLASKOPS_DISTRO=trixie "$REPO_ROOT/scripts/local-host.sh" create "$host"
+  if [ -n "$ca" ]; then
+    docker cp "$ca" "$host:/usr/local/share/ca-certificates/flaskops-extra.crt"
+    in_host 'update-ca-certificates >/dev/null 2>&1'
+  fi
+  log "ansible-core $version: controller venv in $host"
+  docker cp "$requirements" "$host:/root/requirements.txt"
+  docker cp "$REPO_ROOT/scripts/ansible-test-pip-bootstrap.py" "$host:/root/pip-bootstrap.py"
+  retry 3 in_host 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv git shellcheck >/dev/null' \
+    || die "apt-get install failed in $host"
+  retry 3 in_host 'rm -rf /opt/controller && python3 -m venv /opt/controller && /opt/controller/bin/pip install -q --disable-pip-version-check -r /root/requirements.txt' \
+    || die "pip install of ansible-core $version failed in $host"
+  got=$(in_host '/opt/controller/bin/ansible --version' | sed -n '1s/.*core \([0-9]*\.[0-9]*\).*/\1/p')
+  [ "$got" = "$version" ] || die "$host runs ansible-core $got, not $version"
 
   log "ansible-core $version: sanity"
-  FLASKOPS_VENV="$venv" "$REPO_ROOT/scripts/sanity.sh" >"$REPO_ROOT/.cache/core-$version-sanity.log" 2>&1 \
-    || { tail -n 60 "$REPO_ROOT/.cache/core-$version-sanity.log" >&2; die "ansible-core $version: sanity failed"; }
+  # ansible-test runs programs from /tmp, a noexec tmpfs in the test bed's containers.
+  in_host 'mount -o remount,exec /tmp'
+  docker cp "$work/tree.tar" "$host:/root/tree.tar"
+  # shellcheck disable=SC2016
+  if ! in_host 'c=/root/ansible_collections/flaskops/stack; rm -rf $c && mkdir -p $c && tar -C $c -xf /root/tree.tar
+       cd $c && git init -q && git add -A && /opt/controller/bin/python /root/pip-bootstrap.py >/dev/null
+       PATH=/opt/controller/bin:$PATH ansible-test sanity --venv --python 3.13 --color no' \
+       >"$logs/$host-sanity.log" 2>&1; then
+    grep -E '^ERROR|^FATAL' "$logs/$host-sanity.log" | head -n 40 >&2
+    die "ansible-core $version: sanity failed ($logs/$host-sanity.log)"
+  fi
 
-  host="flaskops-core-${version//./-}"
-  work=$(mktemp -d "${TMPDIR:-/tmp}/flaskops-core.XXXXXX")
-  "$REPO_ROOT/scripts/local-host.sh" create "$host"
+  log "ansible-core $version: flaskops.stack.site on $host itself"
+  docker cp "$tarball" "$host:/root/collection.tar.gz"
+  in_host '/opt/controller/bin/ansible-galaxy collection install /root/collection.tar.gz -p /root/collections --no-deps >/dev/null 2>&1'
+  password=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
+  extra_ca=""
+  [ -z "$ca" ] || extra_ca=/usr/local/share/ca-certificates/flaskops-extra.crt
   cat >"$work/hosts.yml" <<YAML
 all:
   vars:
-    ansible_connection: community.docker.docker
+    ansible_connection: local
     ansible_python_interpreter: /usr/bin/python3
-    base_ca_certificates_files: "{{ [lookup('ansible.builtin.env', 'FLASKOPS_EXTRA_CA_FILE')] | select | list }}"
-    postgres_app_password: "$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')"
+    base_ca_certificates_files: [$extra_ca]
+    postgres_app_password: $password
     flask_app_health_path: /health
   children:
-    webservers: {hosts: {$host: null}}
-    appservers: {hosts: {$host: null}}
-    dbservers: {hosts: {$host: null}}
+    webservers: {hosts: {localhost: null}}
+    appservers: {hosts: {localhost: null}}
+    dbservers: {hosts: {localhost: null}}
 YAML
-  log "ansible-core $version: site.yml on a fresh $host"
+  docker cp "$work/hosts.yml" "$host:/root/hosts.yml"
   start=$(date +%s)
-  first=$(converge "$venv" "$host" "$work/hosts.yml") || die "ansible-core $version: site.yml failed on $host"
+  first=$(converge 1) || die "ansible-core $version: site.yml failed ($logs/$host-site-1.json)"
   took=$(( $(date +%s) - start ))
-  second=$(converge "$venv" "$host" "$work/hosts.yml") || die "ansible-core $version: the second run failed"
+  second=$(converge 2) || die "ansible-core $version: the second run failed ($logs/$host-site-2.json)"
   [ "$second" -eq 0 ] || die "ansible-core $version: the second run changed $second tasks (idempotence)"
-  # Through nginx (HTTPS, self-signed), uWSGI and Flask to PostgreSQL.
-  status=$(docker exec "$host" python3 -c '
+  status=$(in_host 'python3 -c "
 import ssl, urllib.request
-ctx = ssl._create_unverified_context()
-print(urllib.request.urlopen("https://127.0.0.1/health", context=ctx, timeout=10).status)' 2>&1 || true)
+print(urllib.request.urlopen(\"https://127.0.0.1/health\", context=ssl._create_unverified_context(), timeout=10).status)"' 2>&1 || true)
   [ "$status" = 200 ] || die "ansible-core $version: /health through nginx answered: $status"
   docker rm -f "$host" >/dev/null
-  rm -rf "$work"
+  host=""
   log "ansible-core $version: sanity clean; site.yml changed $first tasks in ${took}s, then 0; /health 200"
 done

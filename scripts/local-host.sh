@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The `make up` / `make down` host: one systemd container from the test bed's
-# bookworm image, ports published on 127.0.0.1, provisioned by site.yml.
+# image of FLASKOPS_DISTRO (default bookworm), ports published on 127.0.0.1,
+# provisioned by site.yml.
 #
 #   scripts/local-host.sh up             create/start the container, run site.yml, print the apps' URLs
 #   scripts/local-host.sh down           remove the container
@@ -14,7 +15,7 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NAME=flaskops-local
 HTTP_PORT=${FLASKOPS_HTTP_PORT:-8080}
 HTTPS_PORT=${FLASKOPS_HTTPS_PORT:-8443}
-IMAGE=flaskops/debian:bookworm
+IMAGE=flaskops/debian:${FLASKOPS_DISTRO:-bookworm}
 
 log() { printf '[local-host] %s\n' "$*" >&2; }
 

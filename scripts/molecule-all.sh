@@ -6,10 +6,12 @@
 # depend on the release run there only (on_primary_distro_only in
 # molecule/shared/flaskops_testinfra.py). Each run has its own ephemeral
 # directory and containers, and two runs of one scenario never overlap.
+# core@VERSION is not a scenario: it runs scripts/core-matrix.sh VERSION (an
+# ansible-core line on its own controller container) in the same slots.
 # Each run logs to .cache/molecule/<run>.log; the log of a failed run is shown
 # at the end, and the exit status is 1 if any failed.
 #
-#   scripts/molecule-all.sh app nginx postgres base default@trixie
+#   scripts/molecule-all.sh app nginx postgres base default@trixie core@2.21
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LOG_TAG=molecule
@@ -22,7 +24,7 @@ logs="$REPO_ROOT/.cache/molecule"
 mkdir -p "$logs"
 cd "$REPO_ROOT"
 for run in "$@"; do
-  [ -d "molecule/${run%@*}" ] || die "no scenario molecule/${run%@*} (from $run)"
+  [ "${run%@*}" = core ] || [ -d "molecule/${run%@*}" ] || die "no scenario molecule/${run%@*} (from $run)"
 done
 
 declare -A pid_of=() started_at=()
@@ -76,11 +78,18 @@ while [ "${#queue[@]}" -gt 0 ]; do
   [ "$spec" = "$scenario" ] || distro=${spec#*@}
   run=$scenario
   [ "$distro" = "$primary" ] || run=$scenario@$distro
-  log "starting $run on $distro (log: $logs/$run.log)"
-  started_at[$run]=$(date +%s)
-  rm -rf "${logs:?}/$run.d"
-  FLASKOPS_DISTRO=$distro FLASKOPS_PRIMARY_DISTRO=$primary MOLECULE_EPHEMERAL_DIRECTORY="$logs/$run.d" \
-    molecule test -s "$scenario" >"$logs/$run.log" 2>&1 &
+  if [ "$scenario" = core ]; then
+    run=$spec
+    log "starting $run: ansible-core ${spec#core@} (log: $logs/$run.log)"
+    started_at[$run]=$(date +%s)
+    "$REPO_ROOT/scripts/core-matrix.sh" "${spec#core@}" >"$logs/$run.log" 2>&1 &
+  else
+    log "starting $run on $distro (log: $logs/$run.log)"
+    started_at[$run]=$(date +%s)
+    rm -rf "${logs:?}/$run.d"
+    FLASKOPS_DISTRO=$distro FLASKOPS_PRIMARY_DISTRO=$primary MOLECULE_EPHEMERAL_DIRECTORY="$logs/$run.d" \
+      molecule test -s "$scenario" >"$logs/$run.log" 2>&1 &
+  fi
   pid_of[$run]=$!
 done
 while [ "${#pid_of[@]}" -gt 0 ]; do reap; done
