@@ -20,7 +20,8 @@ export FLASKOPS_DISTRO ?= bookworm
 SCENARIO_NAMES := multinode default app nginx faults postgres base
 # The ansible-core lines tested besides the controller's own (meta/runtime.yml).
 CORE_VERSIONS ?= 2.20 2.21
-SCENARIOS   ?= multinode default app nginx default@trixie $(addprefix core@,$(CORE_VERSIONS)) faults postgres base
+SCENARIOS   ?= multinode default app nginx $(addprefix default@,$(filter-out $(FLASKOPS_DISTRO),$(SUITES))) \
+               $(addprefix core@,$(CORE_VERSIONS)) faults postgres base
 export MOLECULE_JOBS ?= 2
 SUITES      ?= bookworm trixie
 
@@ -44,7 +45,7 @@ images: ## build or reuse the Debian base images of the test bed
 	@scripts/testbed.sh image $(SUITES)
 
 up: venv collection-link ## bring the whole stack up on a local container host, print its URL
-	@scripts/testbed.sh image bookworm >/dev/null
+	@scripts/testbed.sh image $(FLASKOPS_DISTRO) >/dev/null
 	@scripts/local-host.sh up
 
 bench: venv collection-link ## provisioning and serving benchmarks on a fresh container host (docs/benchmarks.md)

@@ -64,7 +64,7 @@ for version in "$@"; do
   FLASKOPS_DISTRO=trixie "$REPO_ROOT/scripts/local-host.sh" create "$host"
   if [ -n "$ca" ]; then
     docker cp "$ca" "$host:/usr/local/share/ca-certificates/flaskops-extra.crt"
-    in_host 'update-ca-certificates >/dev/null 2>&1'
+    in_host 'update-ca-certificates >/dev/null 2>&1' || die "update-ca-certificates failed in $host"
   fi
   log "ansible-core $version: controller venv in $host"
   docker cp "$requirements" "$host:/root/requirements.txt"
@@ -78,11 +78,17 @@ for version in "$@"; do
 
   log "ansible-core $version: sanity"
   # ansible-test runs programs from /tmp, a noexec tmpfs in the test bed's containers.
-  in_host 'mount -o remount,exec /tmp'
+  in_host 'mount -o remount,exec /tmp' || die "cannot remount /tmp exec in $host"
   docker cp "$work/tree.tar" "$host:/root/tree.tar"
   # shellcheck disable=SC2016
-  if ! in_host 'c=/root/ansible_collections/flaskops/stack; rm -rf $c && mkdir -p $c && tar -C $c -xf /root/tree.tar
-       cd $c && git init -q && git add -A && /opt/controller/bin/python /root/pip-bootstrap.py >/dev/null
+  if ! in_host 'c=/root/ansible_collections/flaskops/stack
+       rm -rf $c
+       mkdir -p $c
+       tar -C $c -xf /root/tree.tar
+       cd $c
+       git init -q
+       git add -A
+       /opt/controller/bin/python /root/pip-bootstrap.py >/dev/null
        PATH=/opt/controller/bin:$PATH ansible-test sanity --venv --python 3.13 --color no' \
        >"$logs/$host-sanity.log" 2>&1; then
     grep -E '^ERROR|^FATAL' "$logs/$host-sanity.log" | head -n 40 >&2
@@ -91,7 +97,8 @@ for version in "$@"; do
 
   log "ansible-core $version: flaskops.stack.site on $host itself"
   docker cp "$tarball" "$host:/root/collection.tar.gz"
-  in_host '/opt/controller/bin/ansible-galaxy collection install /root/collection.tar.gz -p /root/collections --no-deps >/dev/null 2>&1'
+  in_host '/opt/controller/bin/ansible-galaxy collection install /root/collection.tar.gz -p /root/collections --no-deps' \
+    >"$logs/$host-install.log" 2>&1 || die "installing the tarball failed in $host ($logs/$host-install.log)"
   password=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
   extra_ca=""
   [ -z "$ca" ] || extra_ca=/usr/local/share/ca-certificates/flaskops-extra.crt

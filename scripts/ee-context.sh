@@ -47,14 +47,26 @@ grep -q "$tarball" "$context/_build/requirements.yml" || die "the context's requ
 grep -q 'ansible-galaxy collection install' "$containerfile" || die "the Containerfile installs no collection"
 
 # The collection's own EE metadata, as ansible-builder reads it from an
-# installed collection (exit status 0 and the collection in its report).
+# installed collection: the keys it knows, files that exist, and
+# `ansible-builder introspect` reading them without an error.
 installed=$(mktemp -d "${TMPDIR:-/tmp}/flaskops-ee.XXXXXX")
 trap 'rm -rf "$installed"' EXIT
 # --force: this checkout's own link (ansible.cfg's collections_path) holds the same version.
 ansible-galaxy collection install "$tarball" -p "$installed" --no-deps --force >/dev/null 2>&1
-[ -f "$installed/ansible_collections/flaskops/stack/meta/execution-environment.yml" ] \
-  || die "the installed collection has no meta/execution-environment.yml"
-ansible-builder introspect "$installed" >"$installed/introspect.txt" \
+root="$installed/ansible_collections/flaskops/stack"
+python - "$root" <<'PY' || die "the installed collection's meta/execution-environment.yml is not what ansible-builder reads"
+import os, sys, yaml
+root = sys.argv[1]
+meta = yaml.safe_load(open(os.path.join(root, "meta", "execution-environment.yml")))
+assert meta.get("version") == 1, f"version must be 1, got {meta.get('version')!r}"
+deps = meta.get("dependencies")
+assert isinstance(deps, dict) and deps, "dependencies must name the python and system files"
+assert set(deps) <= {"python", "system"}, f"unknown dependency kinds: {sorted(set(deps) - {'python', 'system'})}"
+for kind, path in deps.items():
+    assert not os.path.isabs(path), f"{kind}: {path} must be relative to the collection root"
+    assert os.path.isfile(os.path.join(root, path)), f"{kind}: {path} is not in the installed collection"
+PY
+ansible-builder introspect "$installed" >"$installed/introspect.txt" 2>&1 \
   || { cat "$installed/introspect.txt" >&2; die "ansible-builder introspect failed on the installed collection"; }
 rm -rf collections
 log "ansible-builder create: $context (base $base, $(basename "$tarball")); introspect reads meta/execution-environment.yml"

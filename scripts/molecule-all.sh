@@ -23,8 +23,15 @@ primary=${FLASKOPS_DISTRO:-bookworm}
 logs="$REPO_ROOT/.cache/molecule"
 mkdir -p "$logs"
 cd "$REPO_ROOT"
-for run in "$@"; do
-  [ "${run%@*}" = core ] || [ -d "molecule/${run%@*}" ] || die "no scenario molecule/${run%@*} (from $run)"
+declare -A named=()
+for spec in "$@"; do
+  case "$spec" in
+    core@?*) run=$spec ;;
+    *) [ -f "molecule/${spec%@*}/molecule.yml" ] || die "no scenario molecule/${spec%@*}/molecule.yml (from '$spec')"
+       run=${spec%@"$primary"} ;;
+  esac
+  [ -z "${named[$run]:-}" ] || die "'$spec' and '${named[$run]}' are the same run"
+  named[$run]=$spec
 done
 
 declare -A pid_of=() started_at=()

@@ -19,7 +19,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- BEGIN role variables -->", "<!-- END role variables -->"
-ROLES = ["base", "postgres", "flask_app", "uwsgi", "nginx"]
+ROLES = sorted(path.parent.parent.name for path in (ROOT / "roles").glob("*/meta/argument_specs.yml"))
 
 
 def cell(text: str) -> str:
@@ -70,7 +70,13 @@ def defaults_drift(role: str) -> list[str]:
     drift = []
     for entry, spec in specs_of(role).items():
         for name, option in (spec.get("options") or {}).items():
-            if "default" in option and name in defaults and defaults[name] != option["default"]:
+            if "default" not in option:
+                continue
+            if name not in defaults:
+                # An argument spec default documents a value; only defaults/main.yml sets it.
+                drift.append(f"roles/{role}: {name} has a default in the argument spec ({entry}) "
+                             "but none in defaults/main.yml")
+            elif defaults[name] != option["default"]:
                 drift.append(f"roles/{role}: {name} is {defaults[name]!r} in defaults/main.yml and "
                              f"{option['default']!r} in the argument spec ({entry})")
     return drift

@@ -404,12 +404,17 @@ def test_a_wrong_app_entry_fails_before_any_change_naming_it(collections, tmp_pa
     assert "Record what the play passes the role" not in got["output"]
 
 
-def test_a_bad_uwsgi_value_of_the_second_app_fails_before_the_first_is_deployed(collections, tmp_path):
+@pytest.mark.parametrize(("bad", "message"), [
+    ({"uwsgi_processes": 0}, "uwsgi_processes must be a whole number from 1 to 1024, got 0"),
+    ({"uwsgi_options": "master = false"}, "uwsgi_options must be a mapping"),
+])
+def test_a_bad_uwsgi_value_of_the_second_app_fails_before_the_first_is_deployed(collections, tmp_path, bad,
+                                                                                 message):
     one = {"host1": "10.0.0.5"}
-    apps = [{"name": "flaskapp", "nginx_server_name": "a.test"}, dict(LINKS, uwsgi_processes=0)]
+    apps = [{"name": "flaskapp", "nginx_server_name": "a.test"}, dict(LINKS, **bad)]
     got = passed(collections, tmp_path, {"webservers": one, "appservers": one, "dbservers": one},
                  {"flaskops_apps": apps}, fails=True)
-    assert "uwsgi_processes must be a whole number from 1 to 1024, got 0" in " ".join(got["output"].split())
+    assert message in " ".join(got["output"].split())
     # The app servers' play stopped in its checks: no app role ran there.
     for role in ("flask_app", "uwsgi"):
         assert f"flaskops.stack.{role} : Record what the play passes the role" not in got["output"], role
