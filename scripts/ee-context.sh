@@ -13,9 +13,7 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LOG_TAG=ee-context
 # shellcheck source=scripts/lib.sh
 . "$REPO_ROOT/scripts/lib.sh"
-RELEASE_VENV=${FLASKOPS_RELEASE_VENV:-$REPO_ROOT/.cache/release-venv}
-FLASKOPS_VENV="$RELEASE_VENV" "$REPO_ROOT/scripts/venv.sh" "$REPO_ROOT/requirements/release-tools.txt"
-export PATH="$RELEASE_VENV/bin:$PATH"
+use_release_tools
 cd "$REPO_ROOT"
 
 version=$(python -c "import yaml; print(yaml.safe_load(open('galaxy.yml'))['version'])")

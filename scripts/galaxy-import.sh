@@ -10,8 +10,8 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LOG_TAG=galaxy-import
 # shellcheck source=scripts/lib.sh
 . "$REPO_ROOT/scripts/lib.sh"
-RELEASE_VENV=${FLASKOPS_RELEASE_VENV:-$REPO_ROOT/.cache/release-venv}
-FLASKOPS_VENV="$RELEASE_VENV" "$REPO_ROOT/scripts/venv.sh" "$REPO_ROOT/requirements/release-tools.txt"
+# The importer's own ansible-core and ansible-lint, not the controller's.
+use_release_tools
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/flaskops-import.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -24,8 +24,7 @@ OFFLINE_ANSIBLE_LINT = True
 RUN_ANSIBLE_TEST = False
 CHECK_CHANGELOG = True
 CFG
-# The importer's own ansible-core and ansible-lint, not the controller's.
-export PATH="$RELEASE_VENV/bin:$PATH" GALAXY_IMPORTER_CONFIG="$work/galaxy-importer.cfg"
+export GALAXY_IMPORTER_CONFIG="$work/galaxy-importer.cfg"
 ansible-galaxy collection build "$REPO_ROOT" --output-path "$work" >/dev/null
 tarball=$(ls "$work"/flaskops-stack-*.tar.gz)
 status=0

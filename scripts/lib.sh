@@ -25,3 +25,12 @@ apt_install() {
   retry 3 as_root apt-get update -qq
   retry 3 as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
+
+# Makes the release checks' venv (galaxy-importer, ansible-builder, their own
+# ansible-core; requirements/release-tools.txt) and puts it first on PATH.
+# Needs REPO_ROOT.
+use_release_tools() {
+  local venv=${FLASKOPS_RELEASE_VENV:-$REPO_ROOT/.cache/release-venv}
+  FLASKOPS_VENV="$venv" "$REPO_ROOT/scripts/venv.sh" "$REPO_ROOT/requirements/release-tools.txt"
+  export PATH="$venv/bin:$PATH"
+}
