@@ -408,8 +408,8 @@ def test_a_wrong_app_entry_fails_before_any_change_naming_it(collections, tmp_pa
     ({"uwsgi_processes": 0}, "uwsgi_processes must be a whole number from 1 to 1024, got 0"),
     ({"uwsgi_options": "master = false"}, "uwsgi_options must be a mapping"),
 ])
-def test_a_bad_uwsgi_value_of_the_second_app_fails_before_the_first_is_deployed(collections, tmp_path, bad,
-                                                                                 message):
+def test_a_bad_uwsgi_value_of_the_second_app_fails_before_the_first_is_deployed(
+        collections, tmp_path, bad, message):
     one = {"host1": "10.0.0.5"}
     apps = [{"name": "flaskapp", "nginx_server_name": "a.test"}, dict(LINKS, **bad)]
     got = passed(collections, tmp_path, {"webservers": one, "appservers": one, "dbservers": one},
