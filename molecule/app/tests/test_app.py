@@ -348,8 +348,10 @@ def test_an_entry_point_that_does_not_load_fails_naming_the_app_and_the_live_rel
 
 def test_an_app_that_does_not_answer_fails_the_play_with_its_journal(host):
     on_primary_distro_only()
-    # A database URL the app cannot use: it starts, but /health answers 503.
-    result = run_converge(host, {"flask_app_database_url": "postgresql://flaskapp:wrong@127.0.0.1:1/flaskapp"},
+    # A database URL the app cannot use: it starts, but /health answers 503
+    # (for 10 s, not the default 60: the failure is the same, sooner).
+    result = run_converge(host, {"flask_app_database_url": "postgresql://flaskapp:wrong@127.0.0.1:1/flaskapp",
+                                 "uwsgi_health_timeout": 10},
                           tags=["flask_app", "uwsgi"])
     try:
         assert result.returncode != 0
