@@ -26,7 +26,7 @@ export MOLECULE_JOBS ?= 2
 SUITES      ?= bookworm trixie
 
 .PHONY: role-docs changelog-lint help venv collection-link engine images up down test lint yamllint ansible-lint \
-        sanity sample-app-test wiring-test collection-test galaxy-import ee-context molecule molecule-matrix core-matrix changelog clean bench test-quick
+        sanity sample-app-test wiring-test collection-test galaxy-import ee-context slot-checks molecule molecule-matrix core-matrix changelog clean bench test-quick
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -54,8 +54,16 @@ bench: venv collection-link ## provisioning and serving benchmarks on a fresh co
 down: venv ## remove the local container host
 	@scripts/local-host.sh down
 
-test: venv collection-link lint sample-app-test wiring-test collection-test galaxy-import ee-context sanity images molecule ## everything the project checks
+# Checks that need no test-bed host: `make test` runs them in one of the
+# MOLECULE_JOBS slots, next to the first scenario, rather than before all.
+SLOT_CHECKS := wiring-test galaxy-import ee-context sanity
+
+test: venv collection-link lint sample-app-test collection-test images ## everything the project checks
+	@scripts/molecule-all.sh make@slot-checks $(SCENARIOS)
 	@echo "make test: all checks passed"
+
+slot-checks: $(SLOT_CHECKS) ## wiring, Galaxy import, EE context, sanity: one after another
+
 
 test-quick: venv collection-link lint sample-app-test wiring-test images ## inner loop: lint, the sample app's tests, wiring, the base scenario
 	@scripts/molecule-all.sh base

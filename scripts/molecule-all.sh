@@ -8,10 +8,12 @@
 # directory and containers, and two runs of one scenario never overlap.
 # core@VERSION is not a scenario: it runs scripts/core-matrix.sh VERSION (an
 # ansible-core line on its own controller container) in the same slots.
+# make@TARGET is not a scenario either: it runs `make TARGET` in a slot, so
+# that checks without a test-bed host overlap the scenarios (`make test`).
 # Each run logs to .cache/molecule/<run>.log; the log of a failed run is shown
 # at the end, and the exit status is 1 if any failed.
 #
-#   scripts/molecule-all.sh app nginx postgres base default@trixie core@2.21
+#   scripts/molecule-all.sh app nginx postgres base default@trixie core@2.21 make@sanity
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LOG_TAG=molecule
@@ -26,7 +28,7 @@ cd "$REPO_ROOT"
 declare -A named=()
 for spec in "$@"; do
   case "$spec" in
-    core@?*) run=$spec ;;
+    core@?* | make@?*) run=$spec ;;
     *) [ -f "molecule/${spec%@*}/molecule.yml" ] || die "no scenario molecule/${spec%@*}/molecule.yml (from '$spec')"
        run=${spec%@"$primary"} ;;
   esac
@@ -90,6 +92,11 @@ while [ "${#queue[@]}" -gt 0 ]; do
     log "starting $run: ansible-core ${spec#core@} (log: $logs/$run.log)"
     started_at[$run]=$(date +%s)
     "$REPO_ROOT/scripts/core-matrix.sh" "${spec#core@}" >"$logs/$run.log" 2>&1 &
+  elif [ "$scenario" = make ]; then
+    run=$spec
+    log "starting $run (log: $logs/$run.log)"
+    started_at[$run]=$(date +%s)
+    make --no-print-directory -C "$REPO_ROOT" "${spec#make@}" >"$logs/$run.log" 2>&1 &
   else
     log "starting $run on $distro (log: $logs/$run.log)"
     started_at[$run]=$(date +%s)
