@@ -6,26 +6,33 @@ what it needs: `from flaskops_testinfra import http, run_converge`.
 
 from __future__ import annotations
 
+from pathlib import Path
 
-# Runs inside the host with its own python3 (a fresh host has no curl).
-# argv: method url headers-json body-or-empty tls-verify(0/1) body-size;
-# a body-size > 0 sends that many bytes instead of the body. Prints one JSON.
-_HTTP_CLIENT = r"""
-import http.client, json, ssl, sys, urllib.parse
-method, url, headers, body, verify = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4], sys.argv[5] == "1"
-u = urllib.parse.urlsplit(url)
-if u.scheme == "https":
-    ctx = ssl.create_default_context() if verify else ssl._create_unverified_context()
-    conn = http.client.HTTPSConnection(u.hostname, u.port or 443, timeout=15, context=ctx)
-else:
-    conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=15)
-payload = b"x" * int(sys.argv[6]) if int(sys.argv[6]) > 0 else (body.encode() or None)
-conn.request(method, (u.path or "/") + ("?" + u.query if u.query else ""), body=payload, headers=headers)
-r = conn.getresponse()
-data = r.read()
-print(json.dumps({"status": r.status, "headers": [[k.lower(), v] for k, v in r.getheaders()],
-                  "body": data.decode("utf-8", "replace")}))
-"""
+# Scripts the tests run inside a host with its python3 (host_clients/README.md).
+HOST_CLIENTS = Path(__file__).resolve().parent / "host_clients"
+# Where client() puts them on a host: persistent (not /tmp, a tmpfs that a
+# restart of the host empties), readable by all, holding no secret.
+HOST_CLIENTS_DIR = "/opt/flaskops-test-clients"
+_clients_on: set[str] = set()
+
+
+def client(host, name: str) -> str:
+    """The path on host of host_clients/<name>.py, copied there (with the
+    whole directory) on the first call for that host in this session."""
+    import base64
+    import io
+    import tarfile
+
+    key = host.backend.get_hostname()
+    if key not in _clients_on:
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+            for path in sorted(HOST_CLIENTS.glob("*.py")):
+                tar.add(path, arcname=path.name)
+        host.check_output("mkdir -p %s && printf %s %s | base64 -d | tar -xzf - -C %s --no-same-owner",
+                          HOST_CLIENTS_DIR, "%s", base64.b64encode(archive.getvalue()).decode(), HOST_CLIENTS_DIR)
+        _clients_on.add(key)
+    return f"{HOST_CLIENTS_DIR}/{name}.py"
 
 
 class Response:
@@ -48,47 +55,9 @@ def http(host, url: str, method: str = "GET", headers: dict[str, str] | None = N
     """
     import json
 
-    out = host.check_output("python3 -c %s %s %s %s %s %s %s", _HTTP_CLIENT, method, url,
+    out = host.check_output("python3 %s %s %s %s %s %s %s", client(host, "http_request"), method, url,
                             json.dumps(headers or {}), body, "1" if verify_tls else "0", str(body_size))
     return Response(json.loads(out))
-
-
-# Speaks the uwsgi protocol to a socket, as nginx's uwsgi_pass does. Defines
-# uwsgi_request(where, method, path, headers, body[, timeout]) -> (status, headers, body)
-# for scripts run inside the host (see UWSGI_CLIENT_MAIN, and load loops).
-UWSGI_CLIENT = r"""
-import json, socket, struct, sys
-
-
-def uwsgi_request(where, method, path, headers, body, timeout=15):
-    query = path.split("?", 1)[1] if "?" in path else ""
-    env = {"REQUEST_METHOD": method, "REQUEST_URI": path, "PATH_INFO": path.split("?", 1)[0], "QUERY_STRING": query,
-           "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_NAME": "localhost", "SERVER_PORT": "80", "REMOTE_ADDR": "127.0.0.1",
-           "HTTP_HOST": "localhost", "CONTENT_LENGTH": str(len(body)), "wsgi.url_scheme": "http"}
-    for k, v in headers.items():
-        key = k.upper().replace("-", "_")
-        env[key if key in ("CONTENT_TYPE",) else "HTTP_" + key] = v
-    packet = b"".join(struct.pack("<H", len(x.encode())) + x.encode() for kv in env.items() for x in kv)
-    if where.startswith("/"):
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        conn.settimeout(timeout)
-        conn.connect(where)
-    else:
-        host, port = where.rsplit(":", 1)
-        conn = socket.create_connection((host, int(port)), timeout=timeout)
-    conn.sendall(struct.pack("<BHB", 0, len(packet), 0) + packet + body)
-    data = b"".join(iter(lambda: conn.recv(65536), b""))
-    head, _, payload = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    hdrs = [[l.split(":", 1)[0].strip().lower(), l.split(":", 1)[1].strip()] for l in lines[1:] if ":" in l]
-    return int(lines[0].split()[1]), hdrs, payload.decode("utf-8", "replace")
-"""
-
-# argv: socket (path or host:port) method path headers-json body; prints one JSON.
-_UWSGI_CLIENT_MAIN = UWSGI_CLIENT + r"""
-status, hdrs, body = uwsgi_request(sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), sys.argv[5].encode())
-print(json.dumps({"status": status, "headers": hdrs, "body": body}))
-"""
 
 
 def uwsgi_request(host, where: str, path: str = "/", method: str = "GET", headers: dict[str, str] | None = None,
@@ -96,21 +65,16 @@ def uwsgi_request(host, where: str, path: str = "/", method: str = "GET", header
     """Send one request over the uwsgi protocol to a uWSGI socket, from inside the host."""
     import json
 
-    out = host.check_output("python3 -c %s %s %s %s %s %s", _UWSGI_CLIENT_MAIN, where, method, path,
+    out = host.check_output("python3 %s %s %s %s %s %s", client(host, "uwsgi_request"), where, method, path,
                             json.dumps(headers or {}), body)
     return Response(json.loads(out))
-
-
-# Reads a uWSGI stats server's JSON from its unix socket.
-_STATS_CLIENT = ("import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
-                 "print(b''.join(iter(lambda: s.recv(65536), b'')).decode())")
 
 
 def uwsgi_stats(host, socket_path: str) -> dict:
     """What uWSGI's stats server says (workers, their request counters...), read inside the host."""
     import json
 
-    return json.loads(host.check_output("python3 -c %s %s", _STATS_CLIENT, socket_path))
+    return json.loads(host.check_output("python3 %s %s", client(host, "uwsgi_stats"), socket_path))
 
 
 def uwsgi_requests_served(host, socket_path: str) -> int:
@@ -127,56 +91,12 @@ def put_file(host, path: str, content: bytes) -> None:
                       base64.b64encode(content).decode(), path)
 
 
-# A TLS client inside the host that allows everything (security level 0),
-# so that a refused handshake is the server's doing. argv: port, then either
-# "handshake MIN MAX CIPHERS" (prints one result) or "suites AUTH" (tries,
-# one at a time over TLS 1.2, every pre-1.3 suite this client's OpenSSL can
-# offer with that authentication, e.g. auth-ecdsa, plus the anonymous ones,
-# and prints {suite: result}). A result is ["ok", version, cipher],
-# ["refused", reason] (the server's alert, e.g. TLSV1_ALERT_PROTOCOL_VERSION)
-# or ["client-cannot", reason] when this client cannot offer what was asked.
-_TLS_PROBE = r"""
-import json, socket, ssl, sys
-VERSIONS = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1, "1.2": ssl.TLSVersion.TLSv1_2,
-            "1.3": ssl.TLSVersion.TLSv1_3}
-port = int(sys.argv[1])
-
-
-def attempt(low, high, ciphers):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    try:
-        ctx.set_ciphers(ciphers + ":@SECLEVEL=0")
-        ctx.minimum_version, ctx.maximum_version = VERSIONS[low], VERSIONS[high]
-    except (ssl.SSLError, ValueError) as exc:
-        return ["client-cannot", type(exc).__name__]
-    try:
-        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10)) as s:
-            return ["ok", s.version(), s.cipher()[0]]
-    except ssl.SSLError as exc:
-        reason = exc.reason or type(exc).__name__
-        return ["client-cannot" if reason == "NO_PROTOCOLS_AVAILABLE" else "refused", reason]
-    except OSError as exc:
-        return ["refused", type(exc).__name__]
-
-
-if sys.argv[2] == "handshake":
-    print(json.dumps(attempt(*sys.argv[3:6])))
-else:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.set_ciphers("ALL:COMPLEMENTOFALL:@SECLEVEL=0")
-    suites = [c["name"] for c in ctx.get_ciphers() if c["protocol"] != "TLSv1.3"
-              and c["auth"] in (sys.argv[3], "auth-null") and c["kea"] in ("kx-ecdhe", "kx-dhe", "kx-rsa")]
-    print(json.dumps({name: attempt("1.2", "1.2", name) for name in suites}))
-"""
-
-
 def tls_handshake(host, low: str, high: str, ciphers: str = "ALL", port: int = 443) -> list[str]:
     """One handshake from inside the host with TLS versions low..high ("1.0".."1.3") and an OpenSSL cipher list."""
     import json
 
-    return json.loads(host.check_output("python3 -c %s %s handshake %s %s %s", _TLS_PROBE, str(port), low, high,
-                                        ciphers))
+    return json.loads(host.check_output("python3 %s %s handshake %s %s %s", client(host, "tls_probe"), str(port),
+                                        low, high, ciphers))
 
 
 def tls_suites(host, auth: str, port: int = 443) -> dict[str, list[str]]:
@@ -184,7 +104,7 @@ def tls_suites(host, auth: str, port: int = 443) -> dict[str, list[str]]:
     kind ("auth-ecdsa" or "auth-rsa"), and anonymous ones, each tried alone."""
     import json
 
-    return json.loads(host.check_output("python3 -c %s %s suites %s", _TLS_PROBE, str(port), auth))
+    return json.loads(host.check_output("python3 %s %s suites %s", client(host, "tls_probe"), str(port), auth))
 
 
 # The distribution's PostgreSQL per Debian release.
@@ -206,32 +126,11 @@ def main_pid(host, unit: str) -> int:
     return int(host.check_output("systemctl show -p MainPID --value %s", unit))
 
 
-# A bounded load loop run inside a host against its own nginx: requests PATH
-# over HTTPS until told to stop (or MAX_SECONDS, or 100000 requests),
-# recording each status; an exception counts as a failure (code 0).
-# argv: out-file stop-file path max-seconds
-_LOAD = r"""
-import http.client, json, os, ssl, sys, time
-out, stop, path = sys.argv[1], sys.argv[2], sys.argv[3]
-ctx = ssl._create_unverified_context()
-codes, deadline = [], time.monotonic() + float(sys.argv[4])
-while not os.path.exists(stop) and time.monotonic() < deadline and len(codes) < 100000:
-    try:
-        conn = http.client.HTTPSConnection("127.0.0.1", 443, timeout=30, context=ctx)
-        conn.request("GET", path)
-        codes.append(conn.getresponse().status)
-        conn.close()
-    except Exception:
-        codes.append(0)
-json.dump(codes, open(out, "w"))
-"""
-
-
 def start_load(host, path: str = "/api/notes", max_seconds: int = 420, name: str = "load") -> None:
     """Start the load loop in the background inside host (see stop_load)."""
     host.run("rm -f /tmp/%s.stop /tmp/%s.json", name, name)
-    host.check_output("nohup python3 -c %s /tmp/%s.json /tmp/%s.stop %s %s >/dev/null 2>&1 &",
-                      _LOAD, name, name, path, str(max_seconds))
+    host.check_output("nohup python3 %s /tmp/%s.json /tmp/%s.stop %s %s >/dev/null 2>&1 &",
+                      client(host, "https_load"), name, name, path, str(max_seconds))
 
 
 def load_running(host, name: str = "load") -> bool:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from flaskops_testinfra import (UWSGI_CLIENT, assert_refused_by_the_role, files_state, main_pid,
+from flaskops_testinfra import (assert_refused_by_the_role, client, files_state, main_pid,
                                 on_primary_distro_only, put_file, run_converge, uwsgi_request, uwsgi_stats,
                                 wait_for)
 
@@ -108,23 +108,6 @@ def test_systemctl_reload_is_graceful_and_reports_ready(host):
     assert host.check_output("systemctl show -p NRestarts --value %s", UNIT) == restarts
 
 
-# A loop inside the host that sends requests to the socket until told to stop
-# (or for 5 minutes at most), recording every status; an exception counts as
-# a failure (code 0).
-_LOAD = UWSGI_CLIENT + r"""
-import os, time
-where, out, stop = sys.argv[1], sys.argv[2], sys.argv[3]
-codes = []
-deadline = time.monotonic() + 300
-while not os.path.exists(stop) and time.monotonic() < deadline:
-    try:
-        codes.append(uwsgi_request(where, "GET", "/health", {}, b"", timeout=30)[0])
-    except Exception:
-        codes.append(0)
-json.dump(codes, open(out, "w"))
-"""
-
-
 def test_new_release_switches_current_without_a_failed_request_and_rolls_back(host):
     first = current_release(host)
     source = Path(tempfile.mkdtemp(prefix="flaskops-release2-"))
@@ -135,7 +118,8 @@ def test_new_release_switches_current_without_a_failed_request_and_rolls_back(ho
         assert "(release two)" in index.read_text()
 
         host.run("rm -f /tmp/load.stop /tmp/load.json")
-        host.check_output("nohup python3 -c %s %s /tmp/load.json /tmp/load.stop >/dev/null 2>&1 &", _LOAD, SOCKET)
+        host.check_output("nohup python3 %s %s /tmp/load.json /tmp/load.stop >/dev/null 2>&1 &",
+                          client(host, "uwsgi_load"), SOCKET)
         result = run_converge(host, {"flask_app_source_path": str(source / "app")}, tags=["flask_app"])
         assert result.returncode == 0, result.failure_text or result.raw
         second = current_release(host)

@@ -12,23 +12,12 @@ import re
 import time
 
 import pytest
-from flaskops_testinfra import http, on_primary_distro_only, run_converge, uwsgi_requests_served, wait_for
+from flaskops_testinfra import client, http, on_primary_distro_only, run_converge, uwsgi_requests_served, wait_for
 
 NAMES = {"flaskapp": "flaskapp.flaskops.test", "links": "links.flaskops.test"}
 LINKS = f"https://{NAMES['links']}"
 FLASKAPP = f"https://{NAMES['flaskapp']}"
 LINKS_STATS = "/run/uwsgi/links/stats.sock"
-
-# The certificate a TLS client gets for a server name (SNI), as DER bytes.
-_PEER_CERT = r"""
-import socket, ssl, sys
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
-with socket.create_connection(("127.0.0.1", 443), timeout=10) as raw:
-    with ctx.wrap_socket(raw, server_hostname=sys.argv[1]) as tls:
-        sys.stdout.write(tls.getpeercert(binary_form=True).hex())
-"""
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -74,7 +63,7 @@ def test_each_app_answers_by_its_own_name_over_https(host):
 
 @pytest.mark.parametrize("app", sorted(NAMES))
 def test_each_site_presents_its_own_certificate(host, app):
-    der = bytes.fromhex(host.check_output("python3 -c %s %s", _PEER_CERT, NAMES[app]))
+    der = bytes.fromhex(host.check_output("python3 %s %s", client(host, "peer_cert"), NAMES[app]))
     assert NAMES[app].encode() in der
     other = NAMES["links" if app == "flaskapp" else "flaskapp"]
     assert other.encode() not in der

@@ -6,7 +6,7 @@ import secrets
 import time
 
 import pytest
-from flaskops_testinfra import http, uwsgi_requests_served, wait_for
+from flaskops_testinfra import client, http, uwsgi_requests_served, wait_for
 
 SITE = "https://127.0.0.1"
 STATS = "/run/uwsgi/flaskapp/stats.sock"
@@ -39,24 +39,8 @@ def test_oversize_headers_are_refused_by_nginx_and_never_reach_uwsgi(host, heade
     assert wait_for(lambda: uwsgi_requests_served(host, STATS) == before + 1, timeout=5)
 
 
-# A client that sends half a request line and then nothing: nginx must hang
-# up after client_header_timeout (15 s), not hold the connection open.
-_SLOW_CLIENT = r"""
-import socket, time
-s = socket.create_connection(("127.0.0.1", 80))
-s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
-s.settimeout(40)
-t = time.monotonic()
-try:
-    data = s.recv(4096)
-except socket.timeout:
-    data = None
-print(round(time.monotonic() - t, 1), "closed" if data is not None else "open", (data or b"")[:20])
-"""
-
-
 def test_a_slow_client_is_cut_off_after_the_header_timeout(host):
-    seconds, state, _received = host.check_output("python3 -c %s", _SLOW_CLIENT).split(" ", 2)
+    seconds, state, _received = host.check_output("python3 %s", client(host, "slow_client")).split(" ", 2)
     assert state == "closed", "nginx kept a half-sent request open for 40 s"
     assert 10 <= float(seconds) <= 25, seconds
 
@@ -81,21 +65,6 @@ TRAVERSALS = {
     # and `alias .../static/`, /static../x maps to the static dir's parent.
     "off by slash": lambda d: "/static../" + "../" * (d - 1),
 }
-
-# Requests each path over HTTPS as given (no normalisation by the client);
-# prints [[status, body], ...].
-_REQUESTS = r"""
-import http.client, json, ssl, sys
-ctx = ssl._create_unverified_context()
-out = []
-for path in json.loads(sys.argv[1]):
-    conn = http.client.HTTPSConnection("127.0.0.1", 443, timeout=15, context=ctx)
-    conn.request("GET", path)
-    r = conn.getresponse()
-    out.append([r.status, r.read().decode("utf-8", "replace")])
-    conn.close()
-print(json.dumps(out))
-"""
 
 
 @pytest.fixture()
@@ -124,7 +93,8 @@ def test_path_traversal_on_static_never_returns_a_file_outside_it(host, canaries
     assert len(canaries) >= 5, canaries
     paths = [(form, depth, make(depth) + CANARY) for form, make in TRAVERSALS.items()
              for depth in range(1, len(canaries) + 1)]
-    answers = json.loads(host.check_output("python3 -c %s %s", _REQUESTS, json.dumps([p for _f, _d, p in paths])))
+    answers = json.loads(host.check_output("python3 %s %s", client(host, "https_paths"),
+                                           json.dumps([p for _f, _d, p in paths])))
     leaked, statuses = [], set()
     for (form, depth, path), (status, body) in zip(paths, answers):
         statuses.add(status)

@@ -8,7 +8,7 @@ import socket
 import struct
 from pathlib import Path
 
-from flaskops_testinfra import http, main_pid, postgres_unit, run_converge, tls_handshake, tls_suites
+from flaskops_testinfra import client, http, main_pid, postgres_unit, run_converge, tls_handshake, tls_suites
 
 SITE = "https://127.0.0.1"
 ENV_FILE = "/etc/flaskops/flaskapp.env"
@@ -93,44 +93,6 @@ def secrets(host) -> dict[str, str]:
     return {"SECRET_KEY": json.loads(env["SECRET_KEY"]), "database password": password}
 
 
-# Walks the whole filesystem but /proc, /sys and /dev (other mounts below /
-# included) and reads every regular file that others may read, looking for
-# each secret. argv: {name: secret} as JSON. Prints {"found": {name: [path]},
-# "errors": [what could not be listed or read], "files": how many were read}.
-_FIND_SECRETS = r"""
-import json, os, stat, sys
-wanted = {name: value.encode() for name, value in json.loads(sys.argv[1]).items()}
-longest = max(len(value) for value in wanted.values())
-found, errors, files = {name: [] for name in wanted}, [], 0
-
-
-def search(path):
-    tail = b""
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            block = tail + chunk
-            for name, value in wanted.items():
-                if value in block and path not in found[name]:
-                    found[name].append(path)
-            tail = block[-longest:]
-
-
-for root, dirs, names in os.walk("/", onerror=lambda exc: errors.append(f"{exc.filename}: {exc.strerror}")):
-    if root == "/":
-        dirs[:] = [d for d in dirs if d not in ("proc", "sys", "dev")]
-    for name in names:
-        path = os.path.join(root, name)
-        try:
-            st = os.lstat(path)
-            if stat.S_ISREG(st.st_mode) and st.st_mode & stat.S_IROTH:
-                search(path)
-                files += 1
-        except OSError as exc:
-            errors.append(f"{path}: {exc.strerror}")
-print(json.dumps({"found": found, "errors": errors, "files": files}))
-"""
-
-
 def test_no_secret_in_the_process_list_or_a_world_readable_file(host):
     values = secrets(host)
     ps = host.check_output("ps -eww -o args")
@@ -138,7 +100,7 @@ def test_no_secret_in_the_process_list_or_a_world_readable_file(host):
         assert len(value) >= 16, name
         assert value not in ps, f"the {name} is in the process list"
     # (The search runs after the process list was read: its own arguments hold the secrets.)
-    report = json.loads(host.check_output("python3 -c %s %s", _FIND_SECRETS, json.dumps(values)))
+    report = json.loads(host.check_output("python3 %s %s", client(host, "find_secrets"), json.dumps(values)))
     assert report["errors"] == [], f"files or directories the search could not read: {report['errors']}"
     assert report["files"] > 1000, report["files"]
     assert report["found"] == {name: [] for name in values}, f"secrets in world-readable files: {report['found']}"

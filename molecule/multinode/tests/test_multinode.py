@@ -9,7 +9,7 @@ import os
 import time
 from pathlib import Path
 
-from flaskops_testinfra import (http, load_running, run_playbook, start_load, statuses, stop_load, uwsgi_request,
+from flaskops_testinfra import (client, http, load_running, run_playbook, start_load, statuses, stop_load, uwsgi_request,
                                 uwsgi_requests_served, wait_for)
 
 SITE = "https://127.0.0.1"
@@ -64,27 +64,9 @@ def test_site_keeps_answering_with_one_app_host_down(nodes):
     assert wait_for(lambda: nodes["app1"].service("uwsgi-flaskapp").is_running, timeout=20)
 
 
-# Speaks the PostgreSQL startup message and reports the server's first answer:
-# "R" (asks for a password: pg_hba admits this host), "E" plus the message
-# (refused), or the socket error.
-_PG_PROBE = r"""
-import socket, struct, sys
-try:
-    s = socket.create_connection((sys.argv[1], 5432), timeout=5)
-except OSError as exc:
-    print("connect:" + type(exc).__name__); sys.exit()
-user, database = sys.argv[2], sys.argv[3]
-params = b"user\0" + user.encode() + b"\0database\0" + database.encode() + b"\0\0"
-s.sendall(struct.pack("!ii", 8 + len(params), 196608) + params)
-kind = s.recv(1)
-rest = s.recv(4096)
-print(kind.decode() + (":" + rest[4:].decode("utf-8", "replace") if kind == b"E" else ""))
-"""
-
-
 def pg_probe(node, db_address: str, app: str = "flaskapp") -> str:
     """The server's first answer to app's role logging in to app's database from node."""
-    return node.check_output("python3 -c %s %s %s %s", _PG_PROBE, db_address, app, app)
+    return node.check_output("python3 %s %s %s %s", client(node, "pg_probe"), db_address, app, app)
 
 
 def test_database_admits_the_app_hosts_and_refuses_the_load_balancer(nodes):
