@@ -330,6 +330,7 @@ def test_two_apps_on_one_host_each_get_their_own_everything(collections, tmp_pat
         {"name": "flaskapp", "user": "flaskapp", "password": PASSWORD, "client_addresses": ["127.0.0.1/32", "::1/128"]},
         {"name": "links", "user": "links", "password": "links-pw", "client_addresses": ["127.0.0.1/32", "::1/128"]}]
     assert got["postgres"]["host1"]["postgres_app_connections"] == (PROCESSES + 3) * 2
+    assert got["postgres"]["host1"]["postgres_kept_databases"] == []
 
 
 def test_the_default_server_is_the_app_named_by_flaskops_default_app(collections, tmp_path):
@@ -354,6 +355,10 @@ def test_two_apps_split_over_the_app_hosts(collections, tmp_path):
         "app1": "flaskapp", "app2": "links"}
     assert got["uwsgi"]["app1"]["uwsgi_socket"] == "10.0.0.21:3031"
     assert got["uwsgi"]["app2"]["uwsgi_socket"] == "10.0.0.22:3032"
+    # An app's unit is taken off the app hosts its `hosts` leave out (where
+    # it was moved from; a no-op where it never ran).
+    assert {key: value["uwsgi_app_name"] for key, value in got["uwsgi:remove"].items()} == {
+        "app1": "links", "app2": "flaskapp"}
     sites = {recorded["nginx_site_name"]: recorded for recorded in got["nginx"].values()}
     assert sites["flaskapp"]["nginx_upstream_servers"] == [{"address": "10.0.0.21:3031"}]
     assert sites["links"]["nginx_upstream_servers"] == [{"address": "10.0.0.22:3032"}]
@@ -364,7 +369,33 @@ def test_two_apps_split_over_the_app_hosts(collections, tmp_path):
     assert got["postgres"]["db"]["postgres_app_connections"] == max(PROCESSES + 3, 20)
 
 
-def test_an_absent_app_is_taken_off_and_its_database_kept_out_of_pg_hba(collections, tmp_path):
+@pytest.mark.parametrize("playbook, selection", [("deploy", "links"), ("rollback", ["links"]), ("site", "links")])
+def test_deploy_and_rollback_roll_only_the_apps_named(collections, tmp_path, playbook, selection):
+    one = {"host1": "10.0.0.5"}
+    apps = [{"name": "flaskapp", "nginx_server_name": "flaskapp.example.test"}, LINKS]
+    got = passed(collections, tmp_path, {"webservers": one, "appservers": one, "dbservers": one},
+                 {"flaskops_apps": apps}, playbook=playbook, extra_vars={"flaskops_deploy_apps": selection})
+    rolled = sorted(recorded["flask_app_name"] for recorded in got["flask_app"].values())
+    # site.yml converges every app whatever flaskops_deploy_apps says.
+    assert rolled == (["flaskapp", "links"] if playbook == "site" else ["links"])
+    assert sorted(recorded["uwsgi_app_name"] for recorded in got["uwsgi"].values()) == rolled
+    # Neither app is taken off: flaskapp is only left alone.
+    assert "uwsgi:remove" not in got
+
+
+@pytest.mark.parametrize("selection", ["blog", "", ["flaskapp", "gone"]])
+def test_deploy_of_an_unknown_app_fails_before_any_change(collections, tmp_path, selection):
+    one = {"host1": "10.0.0.5"}
+    apps = [{"name": "flaskapp", "nginx_server_name": "flaskapp.example.test"}, dict(LINKS, state="absent")]
+    got = passed(collections, tmp_path, {"webservers": one, "appservers": one, "dbservers": one},
+                 {"flaskops_apps": apps}, playbook="deploy", extra_vars={"flaskops_deploy_apps": selection},
+                 fails=True)
+    assert "flaskops_deploy_apps must name apps of flaskops_apps that are not absent (flaskapp)" in " ".join(
+        got["output"].split())
+    assert "Record what the play passes the role" not in got["output"]
+
+
+def test_an_absent_app_is_taken_off_and_its_database_kept_out_of_pg_hba_but_backed_up(collections, tmp_path):
     one = {"host1": "10.0.0.5"}
     apps = [{"name": "flaskapp", "nginx_server_name": "flaskapp.example.test"}, dict(LINKS, state="absent")]
     got = passed(collections, tmp_path, {"webservers": one, "appservers": one, "dbservers": one},
@@ -378,6 +409,8 @@ def test_an_absent_app_is_taken_off_and_its_database_kept_out_of_pg_hba(collecti
     # ... and its role may no longer log in (its database is not dropped).
     assert [entry["name"] for entry in got["postgres"]["host1"]["postgres_app_databases"]] == ["flaskapp"]
     assert got["postgres"]["host1"]["postgres_app_connections"] == 20
+    # Its data stays, so the backups still dump it.
+    assert got["postgres"]["host1"]["postgres_kept_databases"] == ["links"]
 
 
 @pytest.mark.parametrize("apps, message", [

@@ -18,6 +18,7 @@ NAMES = {"flaskapp": "flaskapp.flaskops.test", "links": "links.flaskops.test"}
 LINKS = f"https://{NAMES['links']}"
 FLASKAPP = f"https://{NAMES['flaskapp']}"
 LINKS_STATS = "/run/uwsgi/links/stats.sock"
+BACKUPS = "/var/backups/postgresql"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -132,7 +133,9 @@ def test_an_app_taken_off_leaves_the_other_serving_and_its_data_kept(host):
     add_link(host, url)
     apps = scenario_apps(host)
     next(app for app in apps if app["name"] == "links")["state"] = "absent"
-    removed = run_converge(host, {"flaskops_apps": apps}, tags=["uwsgi", "nginx"])
+    dumps = f"ls -1 {BACKUPS}/links"
+    dumped_before = set(host.check_output(dumps).split()) if host.file(f"{BACKUPS}/links").exists else set()
+    removed = run_converge(host, {"flaskops_apps": apps}, tags=["postgres", "uwsgi", "nginx"])
     try:
         assert removed.returncode == 0, removed.failure_text or removed.raw
         assert not host.file("/etc/systemd/system/uwsgi-links.service").exists
@@ -147,8 +150,11 @@ def test_an_app_taken_off_leaves_the_other_serving_and_its_data_kept(host):
         assert psql(host, "links", f"SELECT count(*) FROM links WHERE url = '{url}'") == "1"
         assert host.file("/srv/links/current").is_symlink
         assert host.file("/etc/flaskops/links.env").exists
+        # The backups still dump its database.
+        host.check_output("systemctl start flaskops-postgres-backup.service")
+        assert set(host.check_output(dumps).split()) - dumped_before, "no new dump of the kept links database"
     finally:
-        restored = run_converge(host, {}, tags=["uwsgi", "nginx"])
+        restored = run_converge(host, {}, tags=["postgres", "uwsgi", "nginx"])
     assert restored.returncode == 0, restored.failure_text or restored.raw
     assert wait_for(lambda: http(host, LINKS + "/healthz").status == 200, timeout=30)
     assert url in http(host, LINKS + "/api/links").body

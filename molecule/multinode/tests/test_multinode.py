@@ -110,8 +110,8 @@ def test_each_apps_role_is_admitted_only_from_its_own_hosts(nodes):
     assert refused.startswith("E:") and f'host "{address(nodes["app1"])}", user "links"' in refused, refused
 
 
-def current_release(node) -> str:
-    return node.check_output("readlink /srv/flaskapp/current")
+def current_release(node, app: str = "flaskapp") -> str:
+    return node.check_output("readlink /srv/%s/current", app)
 
 
 def test_deploy_and_rollback_under_load_fail_no_request(nodes):
@@ -141,3 +141,23 @@ def test_deploy_and_rollback_under_load_fail_no_request(nodes):
                                   "seconds": round(time.monotonic() - started, 1)}) + "\n")
     assert len(codes) > 100, len(codes)
     assert set(codes) == {200}, statuses(codes)
+
+
+def test_a_deploy_or_rollback_of_one_app_leaves_the_other_as_it_was(nodes):
+    flaskapp = {name: current_release(nodes[name]) for name in ("app1", "app2")}
+    # A rollback goes to the release built before the live one: the newest
+    # complete release before this deploy (its marker is written last).
+    newest = nodes["app2"].check_output("ls -1t /srv/links/releases/*/.flaskops-release.json | head -n 1")
+    links = newest.rsplit("/", 1)[0]
+    deployed = run_playbook(None, str(PLAYBOOKS / "deploy.yml"),
+                            {"flask_app_release": "links-only", "flaskops_deploy_apps": "links"})
+    assert deployed.returncode == 0, deployed.failure_text or deployed.raw
+    assert current_release(nodes["app2"], "links").endswith("/links-only")
+    assert {name: current_release(nodes[name]) for name in ("app1", "app2")} == flaskapp
+    rolled_back = run_playbook(None, str(PLAYBOOKS / "rollback.yml"), {"flaskops_deploy_apps": ["links"]})
+    assert rolled_back.returncode == 0, rolled_back.failure_text or rolled_back.raw
+    assert current_release(nodes["app2"], "links") == links
+    assert {name: current_release(nodes[name]) for name in ("app1", "app2")} == flaskapp
+    lb = nodes["lb"]
+    lb.check_output("grep -qx '127.0.0.1 links.flaskops.test' /etc/hosts || echo '127.0.0.1 links.flaskops.test' >> /etc/hosts")
+    assert wait_for(lambda: http(lb, "https://links.flaskops.test/api/whoami").status == 200, timeout=30)
