@@ -171,8 +171,11 @@ class PlayResult:
     """Outcome of an ansible-playbook run: exit code and what each failed task said."""
 
     def __init__(self, returncode: int, failures: list[str], changed: int, raw: str, output: str = "",
-                 failed_tasks: list[str] | None = None, reported: bool = True) -> None:
+                 failed_tasks: list[str] | None = None, reported: bool = True,
+                 messages: dict[str, list] | None = None) -> None:
         self.returncode = returncode
+        # Each task's `msg` on each host, by the task's full name (debug output).
+        self.messages = messages or {}
         # "task name: message" per failed task (or the whole output of a run
         # that printed no JSON report).
         self.failures = failures
@@ -223,7 +226,7 @@ def run_playbook(host, playbook: str, extra_vars: dict, tags: list[str] | None =
         cmd += ["--tags", ",".join(tags)]
     env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_NOCOLOR="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False, env=env)
-    failures, failed_tasks, reported = [], [], True
+    failures, failed_tasks, reported, messages = [], [], True, {}
     # Other enabled callbacks (profile_tasks) may print around the JSON document.
     start = 0 if proc.stdout.startswith("{") else proc.stdout.find("\n{") + 1
     try:
@@ -234,6 +237,8 @@ def run_playbook(host, playbook: str, extra_vars: dict, tags: list[str] | None =
     for play in report.get("plays", []):
         for task in play.get("tasks", []):
             for result in task.get("hosts", {}).values():
+                if "msg" in result:
+                    messages.setdefault(task["task"]["name"], []).append(result["msg"])
                 if result.get("failed"):
                     # A loop reports its failed items' messages per item.
                     items = [r for r in result.get("results", []) if r.get("failed")]
@@ -243,7 +248,7 @@ def run_playbook(host, playbook: str, extra_vars: dict, tags: list[str] | None =
                     failed_tasks.append(task["task"]["name"])
     changed = sum(stats.get("changed", 0) for stats in report.get("stats", {}).values())
     return PlayResult(proc.returncode, failures, changed, proc.stdout[-3000:] + proc.stderr[-3000:],
-                      proc.stdout + proc.stderr, failed_tasks, reported)
+                      proc.stdout + proc.stderr, failed_tasks, reported, messages)
 
 
 def role_checks(role: str) -> list[str]:

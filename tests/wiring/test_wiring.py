@@ -395,6 +395,21 @@ def test_deploy_of_an_unknown_app_fails_before_any_change(collections, tmp_path,
     assert "Record what the play passes the role" not in got["output"]
 
 
+def test_a_rollback_to_a_named_release_goes_with_one_app(collections, tmp_path):
+    one = {"host1": "10.0.0.5"}
+    groups = {"webservers": one, "appservers": one, "dbservers": one}
+    apps = {"flaskops_apps": [{"name": "flaskapp", "nginx_server_name": "flaskapp.example.test"}, LINKS]}
+    got = passed(collections, tmp_path, groups, apps, playbook="rollback",
+                 extra_vars={"flask_app_rollback_release": "v1.2", "flaskops_deploy_apps": "links"})
+    assert [(recorded["flask_app_name"], recorded["flask_app_rollback_release"])
+            for recorded in got["flask_app"].values()] == [("links", "v1.2")]
+    refused = passed(collections, tmp_path, groups, apps, playbook="rollback",
+                     extra_vars={"flask_app_rollback_release": "v1.2"}, fails=True)
+    assert ("flask_app_rollback_release names a release of one app: name that app with flaskops_deploy_apps "
+            "(this run would roll flaskapp, links)") in " ".join(refused["output"].split())
+    assert "Record what the play passes the role" not in refused["output"]
+
+
 def test_an_absent_app_is_taken_off_and_its_database_kept_out_of_pg_hba_but_backed_up(collections, tmp_path):
     one = {"host1": "10.0.0.5"}
     apps = [{"name": "flaskapp", "nginx_server_name": "flaskapp.example.test"}, dict(LINKS, state="absent")]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from flaskops_testinfra import (assert_refused_by_the_role, client, files_state, main_pid,
-                                on_primary_distro_only, put_file, run_converge, uwsgi_request, uwsgi_stats,
+                                on_primary_distro_only, put_file, run_converge, run_playbook, uwsgi_request, uwsgi_stats,
                                 wait_for)
 
 SOCKET = "/run/uwsgi/flaskapp/uwsgi.sock"
@@ -196,6 +196,7 @@ def test_bad_input_fails_before_any_change(host, bad, role, variable):
 # reaches). Each deploys with tags=flask_app and checks what uWSGI serves.
 
 RELEASES = "/srv/flaskapp/releases"
+PLAYBOOKS = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / "playbooks"
 
 
 def release_marker(host, release_dir: str) -> dict:
@@ -288,6 +289,37 @@ def test_old_releases_are_pruned_but_the_live_one_stays(host):
     assert wait_for(lambda: "(from" not in served_title(host), timeout=60)
     # The shared venv stays: the remaining releases use it.
     assert host.file(f"{live}/venv/bin/python").exists
+
+
+def test_a_rollback_by_name_goes_two_releases_back_and_releases_yml_lists_them(host):
+    on_primary_distro_only()
+    first = current_release(host)
+    # Two more releases of the same source (the venv is shared: no download).
+    for name in ("named-1", "named-2"):
+        result = run_converge(host, {"flask_app_release": name}, tags=["flask_app"])
+        assert result.returncode == 0, result.failure_text or result.raw
+    assert current_release(host) == f"{RELEASES}/named-2"
+    # A name that is not a release on the host: refused, nothing moves.
+    result = run_converge(host, {"flask_app_rollback": True, "flask_app_rollback_release": "named-9"},
+                          tags=["flask_app"])
+    assert result.returncode != 0
+    assert "flask_app_rollback_release: named-9 is not a complete release of app flaskapp" in result.failure_text
+    assert "named-1, named-2" in result.failure_text, result.failure_text
+    assert current_release(host) == f"{RELEASES}/named-2"
+    # Two releases back, by name.
+    result = run_converge(host, {"flask_app_rollback": True, "flask_app_rollback_release": first.rsplit("/", 1)[1]},
+                          tags=["flask_app"])
+    assert result.returncode == 0, result.failure_text or result.raw
+    assert current_release(host) == first
+    assert wait_for(lambda: uwsgi_request(host, SOCKET, "/health").status == 200, timeout=60)
+    # The listing: oldest first, the live one marked.
+    listed = run_playbook(host, str(PLAYBOOKS / "releases.yml"), {})
+    assert listed.returncode == 0 and listed.changed == 0, listed.failure_text or listed.raw
+    shown = [msgs for task, msgs in listed.messages.items() if task.endswith("Show the releases of app flaskapp")]
+    assert len(shown) == 1 and len(shown[0]) == 1, listed.messages
+    releases = shown[0][0]
+    assert releases[-2:] == ["named-1", "named-2"], releases
+    assert first.rsplit("/", 1)[1] + " (live)" in releases, releases
 
 
 # --- The contract between flask_app and uwsgi, seen on the running app ---------
