@@ -410,6 +410,15 @@ def test_a_rollback_to_a_named_release_goes_with_one_app(collections, tmp_path):
     assert "Record what the play passes the role" not in refused["output"]
 
 
+def test_a_rollback_release_that_is_not_a_directory_name_fails_before_any_change(collections, tmp_path):
+    one = {"host1": "10.0.0.5"}
+    got = passed(collections, tmp_path, {"webservers": one, "appservers": one, "dbservers": one}, playbook="rollback",
+                 extra_vars={"flask_app_rollback_release": "../state"}, fails=True)
+    assert ("flask_app_rollback_release must be a release's directory name (letters, digits, . _ + -), "
+            "got '../state'") in " ".join(got["output"].split())
+    assert "Record what the play passes the role" not in got["output"]
+
+
 def test_an_absent_app_is_taken_off_and_its_database_kept_out_of_pg_hba_but_backed_up(collections, tmp_path):
     one = {"host1": "10.0.0.5"}
     apps = [{"name": "flaskapp", "nginx_server_name": "flaskapp.example.test"}, dict(LINKS, state="absent")]
