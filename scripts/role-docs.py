@@ -46,10 +46,15 @@ def specs_of(role: str) -> dict:
 
 def table(role: str) -> str:
     out = []
-    for entry, spec in specs_of(role).items():
+    specs = specs_of(role)
+    for entry, spec in specs.items():
         title = "### Entry point `main`" if entry == "main" else f"### Entry point `{entry}`"
-        out += [title, "", cell(spec["short_description"]), "",
-                "| variable | type | default | what it does |", "| --- | --- | --- | --- |"]
+        out += [title, "", cell(spec["short_description"]), ""]
+        # An entry point that takes main's variables (a YAML alias) says so.
+        if entry != "main" and spec.get("options") == specs["main"].get("options"):
+            out += ["It takes the variables of `main`.", ""]
+            continue
+        out += ["| variable | type | default | what it does |", "| --- | --- | --- | --- |"]
         for name, option in spec.get("options", {}).items():
             kind = option.get("type", "str")
             if kind == "list" and "elements" in option:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 import click
 from flask import Flask
 from sqlalchemy import text
 
-from .models import db
+from .models import InitRun, db
 
-# Several app hosts run init-db at once when a release goes live on all of
-# them. A transaction-scoped advisory lock makes them take turns: the one
-# that waited then finds the tables the first one created (DDL is
-# transactional in PostgreSQL) instead of failing on CREATE TABLE.
+# The playbooks run init-db once per deploy, on one app host; the flask_app
+# role run alone on several hosts runs it on each at once. A
+# transaction-scoped advisory lock makes those take turns: the one that
+# waited then finds the tables the first one created (DDL is transactional
+# in PostgreSQL) instead of failing on CREATE TABLE.
 SCHEMA_LOCK_ID = 0x666C61736B  # "flask"
 
 
@@ -26,6 +30,10 @@ def create_schema() -> None:
 def register(app: Flask) -> None:
     @app.cli.command("init-db")
     def init_db() -> None:
-        """Create the app's tables if they do not exist yet."""
+        """Create the app's tables if they do not exist yet, and record the run."""
         create_schema()
-        click.echo("database schema is up to date")
+        # FLASKOPS_RELEASE: the release the flask_app role is migrating to.
+        run = InitRun(release=os.environ.get("FLASKOPS_RELEASE", "unknown"), host=socket.gethostname())
+        db.session.add(run)
+        db.session.commit()
+        click.echo(f"database schema is up to date (release {run.release} on {run.host})")

@@ -98,8 +98,22 @@ def test_init_db_command_is_idempotent(app):
         assert "up to date" in result.output
 
 
+def test_init_db_records_each_run_with_its_release(app, monkeypatch):
+    from app.models import InitRun
+
+    runner = app.test_cli_runner()
+    with app.app_context():
+        before = db.session.query(InitRun).filter_by(release="v7").count()
+    monkeypatch.setenv("FLASKOPS_RELEASE", "v7")
+    result = runner.invoke(args=["init-db"])
+    assert result.exit_code == 0, result.output
+    assert "(release v7 on " in result.output
+    with app.app_context():
+        assert db.session.query(InitRun).filter_by(release="v7").count() == before + 1
+
+
 def test_init_db_run_at_once_from_several_hosts_does_not_race(app):
-    # What site.yml does with several app hosts: each runs init-db on the same
+    # What the role alone does on several app hosts: each runs init-db on the same
     # database at the same moment. The interleaving that breaks without the
     # schema lock is forced: each run waits, after it has looked for the
     # tables and before it creates them, until all three have looked. Without

@@ -38,6 +38,29 @@ _RECORDER = """---
     recorded: "{{{{ lookup('ansible.builtin.varnames', '^{role}_', wantlist=True) | reject('in', ['{role}_published']) }}}}"
 """
 
+# What flask_app's prepare step publishes, for a release that is not live:
+# named flask_app_release (or "r1"), replacing "r0".
+_PREPARED = """
+- name: Publish the release this run puts live
+  ansible.builtin.set_fact:
+    flask_app_built: >-
+      {{ flask_app_built | default({}) | combine({flask_app_name: {
+           'release': flask_app_release or 'r1', 'live': 'r0', 'new': true,
+           'migrate': not flask_app_rollback and flask_app_init_command | length > 0}}) }}
+"""
+# Entry points recorded as <role>:<entry>, and what each then publishes.
+ENTRY_POINTS = {
+    "flask_app": {"migrate": ""},
+    "nginx": {"upstream": ""},
+    "postgres": {"dump": """
+- name: Publish the dumps
+  ansible.builtin.set_fact:
+    postgres_dump_files: >-
+      {{ postgres_dump_files | default({}) | combine(dict(postgres_dump_databases
+         | zip(postgres_dump_databases | map('regex_replace', '^(.*)$', '/dumps/\\1-' ~ postgres_dump_label ~ '.dump')))) }}
+"""},
+}
+
 
 @pytest.fixture(scope="session")
 def collections(tmp_path_factory) -> Path:
@@ -62,6 +85,17 @@ def collections(tmp_path_factory) -> Path:
             (tasks / "publish.yml").symlink_to(real / "tasks" / "publish.yml")
             recorder += "\n- name: Publish\n  ansible.builtin.import_tasks: publish.yml\n"
         (tasks / "main.yml").write_text(recorder)
+        # A deploy's steps: prepare records what the role gets (as main did)
+        # and publishes what the real step would for a release not yet live;
+        # switch publishes the layout; migrate and postgres' dump record
+        # under <role>:<entry point>.
+        if role == "flask_app":
+            (tasks / "prepare.yml").write_text(recorder + _PREPARED)
+            (tasks / "switch.yml").write_text("---\n- name: Publish\n  ansible.builtin.import_tasks: publish.yml\n")
+        for entry in ENTRY_POINTS.get(role, ()):
+            (tasks / f"{entry}.yml").write_text(_RECORDER.format(role=role).replace(
+                "Record what the play passes the role", f"Record what the play passes the role at {entry}")
+                + ENTRY_POINTS[role][entry])
         # Entry points that take an app off record the name they are given
         # (only that: an absent app has published nothing else).
         for removal in sorted((real / "tasks").glob("remove*.yml")):
@@ -109,8 +143,16 @@ def passed(collections: Path, tmp_path: Path, groups: dict[str, dict[str, str]],
     for play in report["plays"]:
         for task in play["tasks"]:
             name = task["task"]["name"]
+            # What the playbooks themselves report (debug tasks), by task.
+            if name.startswith("Report the dump taken before migrating app "):
+                got.setdefault("reports", {})["migrate " + name.rsplit(" ", 1)[1]] = {
+                    host: result["msg"] for host, result in task["hosts"].items() if not result.get("skipped")}
+                continue
             if name.endswith(" : Record what the play passes the role to remove"):
                 role = name.split(" : ")[0].removeprefix("flaskops.stack.") + ":remove"
+            elif " : Record what the play passes the role at " in name:
+                role = (name.split(" : ")[0].removeprefix("flaskops.stack.") + ":"
+                        + name.rsplit(" at ", 1)[1])
             elif name.endswith(" : Record what the play passes the role"):
                 role = name.split(" : ")[0].removeprefix("flaskops.stack.")
             else:
@@ -119,7 +161,10 @@ def passed(collections: Path, tmp_path: Path, groups: dict[str, dict[str, str]],
                 # Roles called once per app are keyed host/app for apps after the first.
                 if result.get("skipped"):
                     continue
-                app = result["msg"].get(APP_NAME_OF.get(role.removesuffix(":remove"), ""), "")
+                app = result["msg"].get(APP_NAME_OF.get(role.split(":")[0], ""), "")
+                app = ",".join(app) if isinstance(app, list) else app
+                # A drain and a return: one call each.
+                app += "/" + result["msg"]["nginx_upstream_action"] if role == "nginx:upstream" else ""
                 key = host if host not in got.setdefault(role, {}) else f"{host}/{app}"
                 assert key not in got[role], f"{role} ran twice on {host} for {app or 'the host'}"
                 got[role][key] = result["msg"]
@@ -127,7 +172,8 @@ def passed(collections: Path, tmp_path: Path, groups: dict[str, dict[str, str]],
 
 
 # The variable that names the app a per-app role call is for.
-APP_NAME_OF = {"flask_app": "flask_app_name", "uwsgi": "uwsgi_app_name", "nginx": "nginx_site_name"}
+APP_NAME_OF = {"flask_app": "flask_app_name", "uwsgi": "uwsgi_app_name", "nginx": "nginx_site_name",
+               "postgres": "postgres_dump_databases"}
 
 
 def pick(recorded: dict, *names: str) -> dict:
@@ -147,7 +193,9 @@ NGINX_WIRED = ("nginx_upstream_servers", "nginx_static_dir", "nginx_extra_groups
 def test_all_in_one_uses_loopback_and_the_unix_socket(collections, tmp_path):
     one = {"host1": "10.0.0.5"}
     got = passed(collections, tmp_path, {"webservers": one, "appservers": one, "dbservers": one})
-    assert set(got) == set(ROLES)
+    # The recorders' prepare says release r0 was live: site.yml dumps the
+    # database and migrates once.
+    assert set(got) - {"reports"} == set(ROLES) | {"flask_app:migrate", "postgres:dump"}
     assert pick(got["postgres"]["host1"], "postgres_app_databases", "postgres_listen_addresses",
                 "postgres_app_connections") == {
         "postgres_app_databases": [{"name": "flaskapp", "user": "flaskapp", "password": PASSWORD,
@@ -261,7 +309,7 @@ def test_nginx_alone_still_finds_the_app_it_serves(collections, tmp_path):
     one = {"host1": "10.0.0.5"}
     got = passed(collections, tmp_path, {"webservers": one, "appservers": one, "dbservers": one},
                  {"flask_app_name": "blog"}, tags="nginx")
-    assert set(got) == {"nginx"}
+    assert set(got) - {"reports"} == {"nginx"}
     assert pick(got["nginx"]["host1"], "nginx_upstream_servers", "nginx_extra_groups") == {
         "nginx_upstream_servers": [{"address": "unix:/run/uwsgi/blog/uwsgi.sock"}], "nginx_extra_groups": ["blog"]}
 
@@ -272,8 +320,14 @@ def test_deploy_and_rollback_pass_the_app_roles_what_site_does(collections, tmp_
               "dbservers": {"db": "10.0.0.30"}}
     site = passed(collections, tmp_path, layout)
     got = passed(collections, tmp_path, layout, playbook=playbook)
-    # Only the app hosts' roles run, each host once (one host at a time).
-    assert set(got) == {"flask_app", "uwsgi"}
+    # Only the app hosts' roles run, each host once (one host at a time),
+    # taken out of the upstream around its switch; a deploy also dumps the
+    # database and migrates once, a rollback neither.
+    assert set(got) - {"reports"} == {"flask_app", "uwsgi", "nginx:upstream"} | (
+        set() if rollback else {"flask_app:migrate", "postgres:dump"})
+    if not rollback:
+        assert list(got["flask_app:migrate"]) == ["app1"]
+        assert list(got["postgres:dump"]) == ["db"]
     assert got["uwsgi"] == site["uwsgi"]
     for app in ("app1", "app2"):
         expected = dict(site["flask_app"][app], **({"flask_app_rollback": True} if rollback else {}))
@@ -367,6 +421,62 @@ def test_two_apps_split_over_the_app_hosts(collections, tmp_path):
     assert [(entry["name"], entry["client_addresses"][2:]) for entry in got["postgres"]["db"]["postgres_app_databases"]
             ] == [("flaskapp", ["10.0.0.21/32"]), ("links", ["10.0.0.22/32"])]
     assert got["postgres"]["db"]["postgres_app_connections"] == max(PROCESSES + 3, 20)
+
+
+def test_each_app_migrates_once_on_one_of_its_hosts_after_a_dump_of_its_database(collections, tmp_path):
+    layout = {"webservers": {"lb": "10.0.0.10"}, "appservers": {"app1": "10.0.0.21", "app2": "10.0.0.22"},
+              "dbservers": {"db": "10.0.0.30"}}
+    apps = [{"name": "flaskapp", "nginx_server_name": "flaskapp.example.test", "flask_app_release": "v2"},
+            dict(LINKS, hosts=["app2"], flask_app_release="l7"),
+            {"name": "quiet", "nginx_server_name": "quiet.example.test", "flask_app_init_command": [],
+             "postgres_app_password": "x"}]
+    got = passed(collections, tmp_path, layout, {"flaskops_apps": apps}, playbook="deploy")
+    # flaskapp runs on both app hosts and migrates on the first only; an app
+    # without an init command neither migrates nor is dumped.
+    assert {key: value["flask_app_name"] for key, value in got["flask_app:migrate"].items()} == {
+        "app1": "flaskapp", "app2": "links"}
+    assert {key: (value["postgres_dump_databases"], value["postgres_dump_label"])
+            for key, value in got["postgres:dump"].items()} == {
+        "db": (["flaskapp"], "before-v2"), "db/links": (["links"], "before-l7")}
+    # Each migration's report names the dump of its own database.
+    assert got["reports"]["migrate flaskapp"] == {
+        "app1": "app flaskapp: database flaskapp dumped to /dumps/flaskapp-before-v2.dump on db"
+                " before migrating to release v2"}
+    assert got["reports"]["migrate links"] == {
+        "app2": "app links: database links dumped to /dumps/links-before-l7.dump on db before migrating to release l7"}
+
+    off = passed(collections, tmp_path, layout, {"flaskops_apps": apps, "flaskops_migration_dump": False},
+                 playbook="deploy")
+    assert "postgres:dump" not in off
+    assert off["reports"]["migrate links"] == {
+        "app2": "app links: no dump before migrating (flaskops_migration_dump is false)"}
+    assert sorted(value["flask_app_name"] for value in off["flask_app:migrate"].values()) == ["flaskapp", "links"]
+
+
+def test_a_deploy_takes_each_app_host_out_of_the_upstreams_around_its_switch(collections, tmp_path):
+    layout = {"webservers": {"lb1": "10.0.0.10", "lb2": "10.0.0.11"},
+              "appservers": {"app1": "10.0.0.21", "app2": "10.0.0.22"}, "dbservers": {"db": "10.0.0.30"}}
+    apps = [{"name": "flaskapp", "nginx_server_name": "flaskapp.example.test"}, dict(LINKS, hosts=["app2"])]
+    got = passed(collections, tmp_path, layout, {"flaskops_apps": apps}, playbook="deploy")
+    calls = {key: pick(value, "nginx_upstream_action", "nginx_site_name", "nginx_upstream_address", "nginx_upstream_hosts")
+             for key, value in got["nginx:upstream"].items()}
+    # flaskapp runs on both app hosts: each leaves both load balancers'
+    # upstream and comes back. links runs on app2 alone: it stays in.
+    assert calls == {
+        "app1": {"nginx_upstream_action": "drain", "nginx_site_name": "flaskapp",
+                 "nginx_upstream_address": "10.0.0.21:3031", "nginx_upstream_hosts": ["lb1", "lb2"]},
+        "app1/flaskapp/return": {"nginx_upstream_action": "return", "nginx_site_name": "flaskapp",
+                                 "nginx_upstream_address": "10.0.0.21:3031", "nginx_upstream_hosts": ["lb1", "lb2"]},
+        "app2": {"nginx_upstream_action": "drain", "nginx_site_name": "flaskapp",
+                 "nginx_upstream_address": "10.0.0.22:3031", "nginx_upstream_hosts": ["lb1", "lb2"]},
+        "app2/flaskapp/return": {"nginx_upstream_action": "return", "nginx_site_name": "flaskapp",
+                                 "nginx_upstream_address": "10.0.0.22:3031", "nginx_upstream_hosts": ["lb1", "lb2"]},
+    }
+    # Every app host at once (site.yml; or a batch of all of them) leaves
+    # none to take the traffic: nothing is drained, as with flaskops_deploy_drain false.
+    for playbook, extra in (("site", {}), ("deploy", {"flaskops_deploy_serial": 2}), ("deploy", {"flaskops_deploy_drain": False})):
+        assert "nginx:upstream" not in passed(collections, tmp_path, layout, {"flaskops_apps": apps},
+                                              playbook=playbook, extra_vars=extra), (playbook, extra)
 
 
 @pytest.mark.parametrize("playbook, selection", [("deploy", "links"), ("rollback", ["links"]), ("site", "links")])
@@ -502,7 +612,7 @@ def test_the_database_alone_still_counts_every_app_hosts_connections(collections
               "dbservers": {"db": "10.0.0.30"}}
     apps = [{"name": "flaskapp"}, dict(LINKS, hosts=["app2"])]
     got = passed(collections, tmp_path, layout, {"flaskops_apps": apps}, limit="db")
-    assert set(got) == {"base", "postgres"}
+    assert set(got) - {"reports"} == {"base", "postgres"}
     # flaskapp on both hosts, links (3 processes) on app2; 1 thread each.
     assert got["postgres"]["db"]["postgres_app_connections"] == 2 * PROCESSES + 3
 

@@ -180,6 +180,7 @@ def test_a_value_uwsgi_rejects_fails_and_the_server_keeps_running(host):
     ({"flask_app_root": "srv/app"}, "flask_app", "flask_app_root"),
     ({"flask_app_source_type": "svn"}, "flask_app", "flask_app_source_type"),
     ({"flask_app_database_url": "not a url"}, "flask_app", "flask_app_database_url"),
+    ({"flask_app_switch_release": "../state"}, "flask_app", "flask_app_switch_release"),
 ])
 def test_bad_input_fails_before_any_change(host, bad, role, variable):
     on_primary_distro_only()

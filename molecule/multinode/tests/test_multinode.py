@@ -6,6 +6,8 @@ PostgreSQL. Load stays inside the project's own containers.
 
 import json
 import os
+import re
+import shutil
 import time
 from pathlib import Path
 
@@ -114,6 +116,11 @@ def current_release(node, app: str = "flaskapp") -> str:
     return node.check_output("readlink /srv/%s/current", app)
 
 
+def psql(db, query: str, database: str = "flaskapp") -> list[str]:
+    """The rows of a query on the database host, one line each."""
+    return db.check_output("runuser -u postgres -- psql -X -A -t -d %s -c %s", database, query).splitlines()
+
+
 def test_deploy_and_rollback_under_load_fail_no_request(nodes):
     lb = nodes["lb"]
     first = {name: current_release(nodes[name]) for name in ("app1", "app2")}
@@ -126,6 +133,14 @@ def test_deploy_and_rollback_under_load_fail_no_request(nodes):
         assert deployed.returncode == 0, deployed.failure_text or deployed.raw
         for name in ("app1", "app2"):
             assert current_release(nodes[name]).endswith("/multinode-2"), name
+        # The migrations ran once, on one app host (the sample app's init-db
+        # records each run), after a dump of the database that the run reported.
+        assert psql(nodes["db"], "SELECT host FROM init_runs WHERE release = 'multinode-2'") == ["flaskops-multinode-app1"]
+        reported = deployed.messages["Report the dump taken before migrating app flaskapp"]
+        dump = re.fullmatch(r"app flaskapp: database flaskapp dumped to (\S+) on flaskops-multinode-db"
+                            r" before migrating to release multinode-2", reported[0])
+        assert len(reported) == 1 and dump, reported
+        assert nodes["db"].file(dump[1]).size > 0, dump[1]
         rolled_back = run_playbook(None, str(PLAYBOOKS / "rollback.yml"), {})
         assert rolled_back.returncode == 0, rolled_back.failure_text or rolled_back.raw
         for name in ("app1", "app2"):
@@ -161,3 +176,98 @@ def test_a_deploy_or_rollback_of_one_app_leaves_the_other_as_it_was(nodes):
     lb = nodes["lb"]
     lb.check_output("grep -qx '127.0.0.1 links.flaskops.test' /etc/hosts || echo '127.0.0.1 links.flaskops.test' >> /etc/hosts")
     assert wait_for(lambda: http(lb, "https://links.flaskops.test/api/whoami").status == 200, timeout=30)
+
+
+BROKEN_LOG = "/srv/flaskapp/state/broken-release-requests.log"
+
+
+def broken_copy(destination: Path) -> Path:
+    """The sample app, loading (slowly: 6 s, so that a chain reload onto it
+    takes a while) and migrating as ever, but answering 503 to every
+    request; it notes who sent each one in BROKEN_LOG (the state dir)."""
+    shutil.copytree(PLAYBOOKS.parent / "sample_app", destination,
+                    ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache", "tests"))
+    wsgi = destination / "wsgi.py"
+    wsgi.write_text(wsgi.read_text() + """
+__import__("time").sleep(6)
+
+
+def _broken(environ, start_response):
+    import os
+
+    with open(os.path.join(os.environ["FLASKOPS_STATE_DIR"], "broken-release-requests.log"), "a") as log:
+        # nginx adds X-Forwarded-For; the health check comes straight to the socket.
+        log.write(environ.get("HTTP_USER_AGENT", "-") + " via " + environ.get("HTTP_X_FORWARDED_FOR", "no proxy") + "\\n")
+    start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+    return [b"this release is broken\\n"]
+
+
+application.wsgi_app = _broken
+""")
+    return destination
+
+
+def test_a_release_that_fails_its_health_check_gets_no_request_and_is_switched_back(nodes, tmp_path):
+    lb = nodes["lb"]
+    live = {name: current_release(nodes[name]) for name in ("app1", "app2")}
+    nodes["app1"].check_output("rm -f %s", BROKEN_LOG)
+    # A name no earlier run left on the hosts: this source is built.
+    broken = f"broken-health-{int(time.time())}"
+    start_load(lb, max_seconds=600)
+    try:
+        failed = run_playbook(None, str(PLAYBOOKS / "deploy.yml"), {
+            "flask_app_source_path": str(broken_copy(tmp_path / "broken")), "flask_app_release": broken,
+            "flaskops_deploy_apps": "flaskapp", "uwsgi_health_timeout": 30,
+            # Old releases are pruned as the new one goes live: not the one to go back to.
+            "flask_app_keep_releases": 1})
+        assert failed.returncode != 0, failed.raw
+        text = " ".join(failed.failure_text.split())
+        assert (f"app flaskapp: release {broken} failed on flaskops-multinode-app1; " in text
+                and f"the host is back on release {live['app1'].rsplit('/', 1)[1]}, which answers." in text), text
+        assert "503 Service Unavailable" in text, text
+        # app1 went back, app2 was never switched.
+        assert {name: current_release(nodes[name]) for name in ("app1", "app2")} == live
+        assert load_running(lb), "the load loop ended before the deploy did"
+    finally:
+        codes = stop_load(lb)
+    assert len(codes) > 50, len(codes)
+    assert set(codes) == {200}, statuses(codes)
+    # The broken release was asked by the health check only: nginx (which
+    # would retry a 503 elsewhere and hide it from clients) never sent it one.
+    asked = nodes["app1"].check_output("cat %s", BROKEN_LOG).splitlines()
+    assert asked and set(asked) == {"flaskops-health-check via no proxy"}, sorted(set(asked))
+    # app1 is back in the load balancer's upstream: it takes requests again.
+    assert "down;" not in lb.check_output("cat /etc/nginx/sites-available/flaskapp.conf")
+    before = uwsgi_requests_served(nodes["app1"], STATS)
+    for _request in range(20):
+        assert http(lb, f"{SITE}/health").status == 200
+    assert wait_for(lambda: uwsgi_requests_served(nodes["app1"], STATS) > before, timeout=10)
+
+
+def test_a_failed_migration_switches_no_host_and_its_dump_restores(nodes):
+    live = {name: current_release(nodes[name]) for name in ("app1", "app2")}
+    db = nodes["db"]
+    psql(db, "INSERT INTO notes (body) VALUES ('written before the failed migration')")
+    failed = run_playbook(None, str(PLAYBOOKS / "deploy.yml"), {
+        "flask_app_release": "bad-migration", "flaskops_deploy_apps": "flaskapp",
+        "flask_app_init_command": ["python3", "-c", "import sys; sys.exit('the migration broke')"]})
+    assert failed.returncode != 0, failed.raw
+    text = " ".join(failed.failure_text.split())
+    assert ("app flaskapp: the init command of release bad-migration failed on flaskops-multinode-app1; no host"
+            " switched to it") in text, text
+    assert "the migration broke" in text, text
+    # Built on both hosts, live on neither.
+    for name in ("app1", "app2"):
+        assert nodes[name].file("/srv/flaskapp/releases/bad-migration/.flaskops-release.json").exists, name
+        assert current_release(nodes[name]) == live[name], name
+    restore = re.search(r"playbooks/restore.yml -e postgres_restore_database=flaskapp -e postgres_restore_dump=(/\S+?\.dump)", text)
+    assert restore and db.file(restore[1]).exists, text
+    # What a migration that broke half-way leaves behind is undone by the restore.
+    psql(db, "INSERT INTO notes (body) VALUES ('written by the broken migration')")
+    restored = run_playbook(None, str(PLAYBOOKS / "restore.yml"),
+                            {"postgres_restore_database": "flaskapp", "postgres_restore_dump": restore[1]})
+    assert restored.returncode == 0, restored.failure_text or restored.raw
+    bodies = psql(db, "SELECT body FROM notes WHERE body LIKE 'written %'")
+    assert "written before the failed migration" in bodies and "written by the broken migration" not in bodies, bodies
+    lb = nodes["lb"]
+    assert wait_for(lambda: http(lb, f"{SITE}/health").status == 200, timeout=30)
