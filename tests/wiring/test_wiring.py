@@ -39,13 +39,16 @@ _RECORDER = """---
 """
 
 # What flask_app's prepare step publishes, for a release that is not live:
-# named flask_app_release (or "r1"), replacing "r0".
+# named flask_app_release (or "r1"; "r1-<host>" where the test sets
+# wiring_release_per_host, as a branch that moved between hosts would),
+# replacing "r0".
 _PREPARED = """
 - name: Publish the release this run puts live
   ansible.builtin.set_fact:
     flask_app_built: >-
       {{ flask_app_built | default({}) | combine({flask_app_name: {
-           'release': flask_app_release or 'r1', 'live': 'r0', 'new': true,
+           'release': flask_app_release or ('r1-' ~ inventory_hostname if wiring_release_per_host | default(false) else 'r1'),
+           'live': 'r0', 'environment': wiring_environment_changed | default(false), 'known': true, 'new': true,
            'migrate': not flask_app_rollback and flask_app_init_command | length > 0}}) }}
 """
 # Entry points recorded as <role>:<entry>, and what each then publishes.
@@ -452,6 +455,21 @@ def test_each_app_migrates_once_on_one_of_its_hosts_after_a_dump_of_its_database
         "app2": "app links: no dump before migrating (flaskops_migration_dump is false)"}
     assert sorted(value["flask_app_name"] for value in off["flask_app:migrate"].values()) == ["flaskapp", "links"]
 
+    # A --limit that leaves the database host out: no dump, so no migration.
+    limited = passed(collections, tmp_path, layout, {"flaskops_apps": apps}, playbook="deploy", limit="lb,app1,app2",
+                     fails=True)
+    text = " ".join(limited["output"].split())
+    assert ("app flaskapp: no dump of database flaskapp before migrating to release v2: the database host db is not"
+            " in this run (--limit?)") in text, text[-3000:]
+    assert "Record what the play passes the role at migrate" not in text
+
+    # Hosts that built different releases of one app: nothing is dumped or migrated.
+    apart = passed(collections, tmp_path, layout, {"flaskops_apps": apps[:1] + [dict(apps[2], flask_app_release="")],
+                                                   "wiring_release_per_host": True}, playbook="deploy", fails=True)
+    text = " ".join(apart["output"].split())
+    assert "app quiet: its hosts built different releases (app1: r1-app1, app2: r1-app2)" in text, text[-3000:]
+    assert "Record what the play passes the role at" not in text
+
 
 def test_a_deploy_takes_each_app_host_out_of_the_upstreams_around_its_switch(collections, tmp_path):
     layout = {"webservers": {"lb1": "10.0.0.10", "lb2": "10.0.0.11"},
@@ -473,10 +491,17 @@ def test_a_deploy_takes_each_app_host_out_of_the_upstreams_around_its_switch(col
                                  "nginx_upstream_address": "10.0.0.22:3031", "nginx_upstream_hosts": ["lb1", "lb2"]},
     }
     # Every app host at once (site.yml; or a batch of all of them) leaves
-    # none to take the traffic: nothing is drained, as with flaskops_deploy_drain false.
-    for playbook, extra in (("site", {}), ("deploy", {"flaskops_deploy_serial": 2}), ("deploy", {"flaskops_deploy_drain": False})):
+    # none to take the traffic: nothing is drained, as with
+    # flaskops_deploy_drain false; nor is a host whose release and
+    # environment stay (the recorder's live release is r0).
+    for playbook, extra in (("site", {}), ("deploy", {"flaskops_deploy_serial": 2}), ("deploy", {"flaskops_deploy_drain": False}),
+                            ("deploy", {"flask_app_release": "r0"})):
         assert "nginx:upstream" not in passed(collections, tmp_path, layout, {"flaskops_apps": apps},
                                               playbook=playbook, extra_vars=extra), (playbook, extra)
+    # The same release with a changed environment restarts uWSGI: drained.
+    got = passed(collections, tmp_path, layout, {"flaskops_apps": apps},
+                 playbook="deploy", extra_vars={"flask_app_release": "r0", "wiring_environment_changed": True})
+    assert sorted(got["nginx:upstream"]) == ["app1", "app1/flaskapp/return", "app2", "app2/flaskapp/return"]
 
 
 @pytest.mark.parametrize("playbook, selection", [("deploy", "links"), ("rollback", ["links"]), ("site", "links")])

@@ -124,12 +124,13 @@ def psql(db, query: str, database: str = "flaskapp") -> list[str]:
 def test_deploy_and_rollback_under_load_fail_no_request(nodes):
     lb = nodes["lb"]
     first = {name: current_release(nodes[name]) for name in ("app1", "app2")}
-    # Bounded at 15 minutes: the roll covers both apps of app2 (the
-    # release applies to every app) beside another scenario on 2 cores.
-    start_load(lb, max_seconds=900)
+    # Bounded at 10 minutes, beside another scenario on 2 cores. The load
+    # goes to flaskapp, the app that rolls (the next test rolls links alone).
+    start_load(lb, max_seconds=600)
     started = time.monotonic()
     try:
-        deployed = run_playbook(None, str(PLAYBOOKS / "deploy.yml"), {"flask_app_release": "multinode-2"})
+        deployed = run_playbook(None, str(PLAYBOOKS / "deploy.yml"),
+                                {"flask_app_release": "multinode-2", "flaskops_deploy_apps": "flaskapp"})
         assert deployed.returncode == 0, deployed.failure_text or deployed.raw
         for name in ("app1", "app2"):
             assert current_release(nodes[name]).endswith("/multinode-2"), name
@@ -141,7 +142,7 @@ def test_deploy_and_rollback_under_load_fail_no_request(nodes):
                             r" before migrating to release multinode-2", reported[0])
         assert len(reported) == 1 and dump, reported
         assert nodes["db"].file(dump[1]).size > 0, dump[1]
-        rolled_back = run_playbook(None, str(PLAYBOOKS / "rollback.yml"), {})
+        rolled_back = run_playbook(None, str(PLAYBOOKS / "rollback.yml"), {"flaskops_deploy_apps": "flaskapp"})
         assert rolled_back.returncode == 0, rolled_back.failure_text or rolled_back.raw
         for name in ("app1", "app2"):
             assert current_release(nodes[name]) == first[name], name
@@ -178,18 +179,45 @@ def test_a_deploy_or_rollback_of_one_app_leaves_the_other_as_it_was(nodes):
     assert wait_for(lambda: http(lb, "https://links.flaskops.test/api/whoami").status == 200, timeout=30)
 
 
+def test_a_deploy_leaves_a_server_marked_down_by_hand_and_never_leaves_none_up(nodes):
+    """An operator takes app2 out by hand (maintenance): a deploy's return
+    (FLASKOPS_UPSTREAM_OWNER=deploy, as the nginx role runs it) leaves it
+    out, and a deploy's drain of app1 as well is refused."""
+    lb, upstream = nodes["lb"], "/usr/local/sbin/flaskops-nginx-upstream"
+    site = "/etc/nginx/sites-available/flaskapp.conf"
+    app1, app2 = (f"{address(nodes[name])}:3031" for name in ("app1", "app2"))
+    before = lb.check_output("sha256sum %s", site)
+    assert lb.check_output("%s drain flaskapp %s 5", upstream, app2).startswith(f"drained: {app2}")
+    try:
+        kept = lb.check_output("FLASKOPS_UPSTREAM_OWNER=deploy %s return flaskapp %s", upstream, app2)
+        assert kept.startswith(f"unchanged: {app2} was not marked down by a deploy"), kept
+        assert lb.check_output("grep 'server %s ' %s", app2, site).endswith(" down;")
+        refused = lb.run("FLASKOPS_UPSTREAM_OWNER=deploy %s drain flaskapp %s 5", upstream, app1)
+        assert refused.rc == 1 and f"refused: draining {app1} would leave site flaskapp no server up" in refused.stderr, \
+            (refused.rc, refused.stdout, refused.stderr)
+        # The site as the operator left it: app1 up and taking every request.
+        assert "down;" not in lb.check_output("grep 'server %s ' %s", app1, site)
+        for _request in range(5):
+            assert http(lb, f"{SITE}/health").status == 200
+    finally:
+        returned = lb.check_output("%s return flaskapp %s", upstream, app2)
+    assert returned.startswith(f"returned: {app2}"), returned
+    assert lb.check_output("sha256sum %s", site) == before
+    assert not lb.run("ls %s.*", site).stdout.strip(), "a candidate file was left beside the site"
+
+
 BROKEN_LOG = "/srv/flaskapp/state/broken-release-requests.log"
 
 
 def broken_copy(destination: Path) -> Path:
-    """The sample app, loading (slowly: 6 s, so that a chain reload onto it
-    takes a while) and migrating as ever, but answering 503 to every
+    """The sample app, loading (slowly: 3 s a worker, so that a chain reload
+    onto it takes a while) and migrating as ever, but answering 503 to every
     request; it notes who sent each one in BROKEN_LOG (the state dir)."""
     shutil.copytree(PLAYBOOKS.parent / "sample_app", destination,
                     ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache", "tests"))
     wsgi = destination / "wsgi.py"
     wsgi.write_text(wsgi.read_text() + """
-__import__("time").sleep(6)
+__import__("time").sleep(3)
 
 
 def _broken(environ, start_response):
@@ -217,7 +245,7 @@ def test_a_release_that_fails_its_health_check_gets_no_request_and_is_switched_b
     try:
         failed = run_playbook(None, str(PLAYBOOKS / "deploy.yml"), {
             "flask_app_source_path": str(broken_copy(tmp_path / "broken")), "flask_app_release": broken,
-            "flaskops_deploy_apps": "flaskapp", "uwsgi_health_timeout": 30,
+            "flaskops_deploy_apps": "flaskapp", "uwsgi_health_timeout": 15,
             # Old releases are pruned as the new one goes live: not the one to go back to.
             "flask_app_keep_releases": 1})
         assert failed.returncode != 0, failed.raw
