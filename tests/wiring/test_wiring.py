@@ -51,6 +51,12 @@ _PREPARED = """
            'live': 'r0', 'environment': wiring_environment_changed | default(false), 'known': true, 'new': true,
            'migrate': not flask_app_rollback and flask_app_init_command | length > 0}}) }}
 """
+_FAILS_ON_REQUEST = """
+- name: Fail where the test says (wiring_fail_uwsgi_on)
+  ansible.builtin.fail:
+    msg: the test makes uwsgi fail here
+  when: inventory_hostname in wiring_fail_uwsgi_on | default([])
+"""
 # Entry points recorded as <role>:<entry>, and what each then publishes.
 ENTRY_POINTS = {
     "flask_app": {"migrate": ""},
@@ -87,6 +93,12 @@ def collections(tmp_path_factory) -> Path:
         if (real / "tasks" / "publish.yml").is_file():
             (tasks / "publish.yml").symlink_to(real / "tasks" / "publish.yml")
             recorder += "\n- name: Publish\n  ansible.builtin.import_tasks: publish.yml\n"
+        # uwsgi's main (the switch play) fails on the hosts a test names,
+        # and its health check (after a switch back) passes.
+        if role == "uwsgi":
+            recorder += _FAILS_ON_REQUEST
+            (tasks / "check.yml").write_text("---\n- name: Pass the health check\n  ansible.builtin.debug:\n"
+                                             "    msg: the release answers\n")
         (tasks / "main.yml").write_text(recorder)
         # A deploy's steps: prepare records what the role gets (as main did)
         # and publishes what the real step would for a release not yet live;
@@ -502,6 +514,20 @@ def test_a_deploy_takes_each_app_host_out_of_the_upstreams_around_its_switch(col
     got = passed(collections, tmp_path, layout, {"flaskops_apps": apps},
                  playbook="deploy", extra_vars={"flask_app_release": "r0", "wiring_environment_changed": True})
     assert sorted(got["nginx:upstream"]) == ["app1", "app1/flaskapp/return", "app2", "app2/flaskapp/return"]
+
+
+def test_a_host_that_fails_its_switch_stops_the_later_batches(collections, tmp_path):
+    layout = {"webservers": {"lb": "10.0.0.10"}, "dbservers": {"db": "10.0.0.30"},
+              "appservers": {"app1": "10.0.0.21", "app2": "10.0.0.22", "app3": "10.0.0.23"}}
+    apps = [{"name": "flaskapp", "nginx_server_name": "flaskapp.example.test"}]
+    # Batches of two: app1 fails beside app2, which finishes; app3 is not switched.
+    got = passed(collections, tmp_path, layout, {"flaskops_apps": apps, "wiring_fail_uwsgi_on": ["app1"]},
+                 playbook="deploy", extra_vars={"flaskops_deploy_serial": 2}, fails=True)
+    text = " ".join(got["output"].split())
+    assert "app1 failed earlier in this roll: app3 stays on the release it has" in text, text[-3000:]
+    # app1's own failure: switched back, and why.
+    assert "app flaskapp: release r1 failed on app1; the host is back on release r0, which answers." in text
+    assert "the test makes uwsgi fail here" in text
 
 
 @pytest.mark.parametrize("playbook, selection", [("deploy", "links"), ("rollback", ["links"]), ("site", "links")])
