@@ -41,14 +41,15 @@ _RECORDER = """---
 # What flask_app's prepare step publishes, for a release that is not live:
 # named flask_app_release (or "r1"; "r1-<host>" where the test sets
 # wiring_release_per_host, as a branch that moved between hosts would),
-# replacing "r0".
+# replacing "r0", from "repo@c1" (or what wiring_origin_per_host says).
 _PREPARED = """
 - name: Publish the release this run puts live
   ansible.builtin.set_fact:
     flask_app_built: >-
       {{ flask_app_built | default({}) | combine({flask_app_name: {
            'release': flask_app_release or ('r1-' ~ inventory_hostname if wiring_release_per_host | default(false) else 'r1'),
-           'live': 'r0', 'environment': wiring_environment_changed | default(false), 'known': true, 'new': true,
+           'live': 'r0', 'environment': wiring_environment_changed | default(false), 'known': true,
+           'origin': (wiring_origin_per_host | default({}))[inventory_hostname] | default('repo@c1'), 'new': true,
            'migrate': not flask_app_rollback and flask_app_init_command | length > 0}}) }}
 """
 _FAILS_ON_REQUEST = """
@@ -479,8 +480,15 @@ def test_each_app_migrates_once_on_one_of_its_hosts_after_a_dump_of_its_database
     apart = passed(collections, tmp_path, layout, {"flaskops_apps": apps[:1] + [dict(apps[2], flask_app_release="")],
                                                    "wiring_release_per_host": True}, playbook="deploy", fails=True)
     text = " ".join(apart["output"].split())
-    assert "app quiet: its hosts built different releases (app1: r1-app1, app2: r1-app2)" in text, text[-3000:]
+    assert "app quiet: its hosts built different releases (app1 r1-app1 repo@c1, app2 r1-app2 repo@c1)" in text, \
+        text[-3000:]
     assert "Record what the play passes the role at" not in text
+    # One name (flask_app_release), two commits.
+    apart = passed(collections, tmp_path, layout, {"flaskops_apps": apps[:1],
+                                                   "wiring_origin_per_host": {"app1": "repo@c1", "app2": "repo@c2"}},
+                   playbook="deploy", fails=True)
+    text = " ".join(apart["output"].split())
+    assert "app flaskapp: its hosts built different releases (app1 v2 repo@c1, app2 v2 repo@c2)" in text, text[-3000:]
 
 
 def test_a_deploy_takes_each_app_host_out_of_the_upstreams_around_its_switch(collections, tmp_path):
@@ -504,12 +512,16 @@ def test_a_deploy_takes_each_app_host_out_of_the_upstreams_around_its_switch(col
     }
     # Every app host at once (site.yml; or a batch of all of them) leaves
     # none to take the traffic: nothing is drained, as with
-    # flaskops_deploy_drain false; nor is a host whose release and
-    # environment stay (the recorder's live release is r0).
-    for playbook, extra in (("site", {}), ("deploy", {"flaskops_deploy_serial": 2}), ("deploy", {"flaskops_deploy_drain": False}),
-                            ("deploy", {"flask_app_release": "r0"})):
+    # flaskops_deploy_drain false.
+    for playbook, extra in (("site", {}), ("deploy", {"flaskops_deploy_serial": 2}), ("deploy", {"flaskops_deploy_drain": False})):
         assert "nginx:upstream" not in passed(collections, tmp_path, layout, {"flaskops_apps": apps},
                                               playbook=playbook, extra_vars=extra), (playbook, extra)
+    # Nor is a host whose release and environment stay (the recorder's live
+    # release is r0); its return runs, for a mark a stopped run left.
+    got = passed(collections, tmp_path, layout, {"flaskops_apps": apps}, playbook="deploy",
+                 extra_vars={"flask_app_release": "r0"})
+    assert {key: value["nginx_upstream_action"] for key, value in got["nginx:upstream"].items()} == {
+        "app1": "return", "app2": "return"}
     # The same release with a changed environment restarts uWSGI: drained.
     got = passed(collections, tmp_path, layout, {"flaskops_apps": apps},
                  playbook="deploy", extra_vars={"flask_app_release": "r0", "wiring_environment_changed": True})
@@ -526,8 +538,8 @@ def test_a_host_that_fails_its_switch_stops_the_later_batches(collections, tmp_p
     text = " ".join(got["output"].split())
     assert "app1 failed earlier in this roll: app3 stays on the release it has" in text, text[-3000:]
     # app1's own failure: switched back, and why.
-    assert "app flaskapp: release r1 failed on app1; the host is back on release r0, which answers." in text
-    assert "the test makes uwsgi fail here" in text
+    assert ('"app flaskapp: release r1 failed on app1; the host is back on release r0, which answers.",'
+            ' "the test makes uwsgi fail here"') in text, text[-3000:]
 
 
 @pytest.mark.parametrize("playbook, selection", [("deploy", "links"), ("rollback", ["links"]), ("site", "links")])

@@ -180,21 +180,23 @@ def test_a_deploy_or_rollback_of_one_app_leaves_the_other_as_it_was(nodes):
 
 
 def test_a_deploy_leaves_a_server_marked_down_by_hand_and_never_leaves_none_up(nodes):
-    """An operator takes app2 out by hand (maintenance): a deploy's return
-    (FLASKOPS_UPSTREAM_OWNER=deploy, as the nginx role runs it) leaves it
-    out, and a deploy's drain of app1 as well is refused."""
+    """An operator takes app2 out by hand (maintenance): the nginx role's
+    upstream step, as a deploy runs it, does not return it, and refuses to
+    drain app1 as well."""
     lb, upstream = nodes["lb"], "/usr/local/sbin/flaskops-nginx-upstream"
     site = "/etc/nginx/sites-available/flaskapp.conf"
+    step = str(Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "upstream.yml")
     app1, app2 = (f"{address(nodes[name])}:3031" for name in ("app1", "app2"))
     before = lb.check_output("sha256sum %s", site)
     assert lb.check_output("%s drain flaskapp %s 5", upstream, app2).startswith(f"drained: {app2}")
     try:
-        kept = lb.check_output("FLASKOPS_UPSTREAM_OWNER=deploy %s return flaskapp %s", upstream, app2)
-        assert kept.startswith(f"unchanged: {app2} was not marked down by a deploy"), kept
+        kept = run_playbook(None, step, {"multinode_upstream_action": "return", "multinode_upstream_address": app2})
+        assert kept.returncode == 0 and kept.changed == 0, kept.failure_text or kept.raw
         assert lb.check_output("grep 'server %s ' %s", app2, site).endswith(" down;")
-        refused = lb.run("FLASKOPS_UPSTREAM_OWNER=deploy %s drain flaskapp %s 5", upstream, app1)
-        assert refused.rc == 1 and f"refused: draining {app1} would leave site flaskapp no server up" in refused.stderr, \
-            (refused.rc, refused.stdout, refused.stderr)
+        refused = run_playbook(None, step, {"multinode_upstream_action": "drain", "multinode_upstream_address": app1})
+        assert refused.returncode != 0
+        assert f"refused: draining {app1} would leave site flaskapp no server up" in refused.failure_text, \
+            refused.failure_text
         # The site as the operator left it: app1 up and taking every request.
         assert "down;" not in lb.check_output("grep 'server %s ' %s", app1, site)
         for _request in range(5):
