@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -472,8 +473,10 @@ def test_each_app_migrates_once_on_one_of_its_hosts_after_a_dump_of_its_database
     limited = passed(collections, tmp_path, layout, {"flaskops_apps": apps}, playbook="deploy", limit="lb,app1,app2",
                      fails=True)
     text = " ".join(limited["output"].split())
-    assert ("app flaskapp: no dump of database flaskapp before migrating to release v2: the database host db is not"
-            " in this run (--limit?)") in text, text[-3000:]
+    # app1 (flaskapp) and app2 (links) each stop; which one Ansible runs
+    # first, and so reports before the run ends, varies.
+    assert re.search(r"app (flaskapp|links): no dump of database \1 before migrating to release (v2|l7): the database"
+                     r" host db is not in this run \(--limit\?\)", text), text[-3000:]
     assert "Record what the play passes the role at migrate" not in text
 
     # Hosts that built different releases of one app: nothing is dumped or migrated.
