@@ -13,17 +13,22 @@ export FLASKOPS_EXTRA_CA_FILE = $(shell scripts/testbed.sh ca)
 # in SCENARIOS runs one on another release too.
 export FLASKOPS_DISTRO ?= bookworm
 # Scenarios `make test` runs, longest first; MOLECULE_JOBS of them at a time:
-# each on the release above, the whole stack (default) on Debian 13 too, and
-# the other ansible-core lines (core@VERSION, scripts/core-matrix.sh).
+# each on the release above (multinode puts three of its four hosts on the
+# other release of SUITES), and the other ansible-core lines (core@VERSIONS,
+# scripts/core-matrix.sh, whose controller host runs Debian 13).
 # `make molecule SCENARIOS=base` runs one; `make molecule-matrix` runs
 # every scenario on every release in SUITES.
 SCENARIO_NAMES := multinode default app nginx faults postgres base
 # The ansible-core lines tested besides the controller's own (meta/runtime.yml).
 CORE_VERSIONS ?= 2.20 2.21
-SCENARIOS   ?= multinode default app nginx $(addprefix default@,$(filter-out $(FLASKOPS_DISTRO),$(SUITES))) \
-               $(addprefix core@,$(CORE_VERSIONS)) faults postgres base
+SCENARIOS   ?= multinode default app nginx core@$(subst $(space),$(comma),$(CORE_VERSIONS)) faults postgres base
 export MOLECULE_JOBS ?= 2
 SUITES      ?= bookworm trixie
+# The release multinode puts lb, app2 and db on: the first other one.
+export FLASKOPS_SECOND_DISTRO ?= $(firstword $(filter-out $(FLASKOPS_DISTRO),$(SUITES)))
+comma := ,
+empty :=
+space := $(empty) $(empty)
 
 .PHONY: role-docs changelog-lint help venv collection-link engine images up down test lint yamllint ansible-lint \
         sanity sample-app-test wiring-test collection-test galaxy-import ee-context slot-checks molecule molecule-matrix core-matrix changelog clean bench test-quick
@@ -55,14 +60,15 @@ down: venv ## remove the local container host
 	@scripts/local-host.sh down
 
 # Checks that need no test-bed host: `make test` runs them in one of the
-# MOLECULE_JOBS slots, next to the first scenario, rather than before all.
-SLOT_CHECKS := wiring-test galaxy-import ee-context sanity
+# MOLECULE_JOBS slots, next to the first scenario, rather than before all
+# (each is mostly one process: alone, they would leave a core idle).
+SLOT_CHECKS := lint sample-app-test wiring-test galaxy-import ee-context sanity
 
-test: venv collection-link lint sample-app-test collection-test images ## everything the project checks
+test: venv collection-link collection-test images ## everything the project checks
 	@scripts/molecule-all.sh make@slot-checks $(SCENARIOS)
 	@echo "make test: all checks passed"
 
-slot-checks: $(SLOT_CHECKS) ## wiring, Galaxy import, EE context, sanity: one after another
+slot-checks: $(SLOT_CHECKS) ## lint, sample apps, wiring, Galaxy import, EE context, sanity: one after another
 
 
 test-quick: venv collection-link lint sample-app-test wiring-test images ## inner loop: lint, the sample app's tests, wiring, the base scenario

@@ -4,16 +4,18 @@
 # .config/molecule/config.yml turns into the image); a bare SCENARIO runs on
 # FLASKOPS_DISTRO (default: bookworm), the primary release: tests that do not
 # depend on the release run there only (on_primary_distro_only in
-# molecule/shared/flaskops_testinfra.py). Each run has its own ephemeral
-# directory and containers, and two runs of one scenario never overlap.
-# core@VERSION is not a scenario: it runs scripts/core-matrix.sh VERSION (an
-# ansible-core line on its own controller container) in the same slots.
+# molecule/shared/flaskops_testinfra.py). A scenario of several hosts
+# (multinode) puts some of them on FLASKOPS_SECOND_DISTRO, the other release
+# of the pair. Each run has its own ephemeral directory and containers, and
+# two runs of one scenario never overlap.
+# core@VERSION[,VERSION...] is not a scenario: it runs scripts/core-matrix.sh
+# for those ansible-core lines (one controller container) in the same slots.
 # make@TARGET is not a scenario either: it runs `make TARGET` in a slot, so
 # that checks without a test-bed host overlap the scenarios (`make test`).
 # Each run logs to .cache/molecule/<run>.log; the log of a failed run is shown
 # at the end, and the exit status is 1 if any failed.
 #
-#   scripts/molecule-all.sh app nginx postgres base default@trixie core@2.21 make@sanity
+#   scripts/molecule-all.sh app nginx postgres base default@trixie core@2.20,2.21 make@sanity
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LOG_TAG=molecule
@@ -22,6 +24,8 @@ LOG_TAG=molecule
 [ "$#" -gt 0 ] || die "usage: $0 SCENARIO..."
 jobs_max=${MOLECULE_JOBS:-2}
 primary=${FLASKOPS_DISTRO:-bookworm}
+# The other release of the pair: FLASKOPS_SECOND_DISTRO of a run on $1.
+second_of() { if [ "$1" = bookworm ]; then echo trixie; else echo bookworm; fi; }
 logs="$REPO_ROOT/.cache/molecule"
 mkdir -p "$logs"
 cd "$REPO_ROOT"
@@ -101,7 +105,10 @@ while [ "${#queue[@]}" -gt 0 ]; do
     log "starting $run on $distro (log: $logs/$run.log)"
     started_at[$run]=$(date +%s)
     rm -rf "${logs:?}/$run.d"
-    FLASKOPS_DISTRO=$distro FLASKOPS_PRIMARY_DISTRO=$primary MOLECULE_EPHEMERAL_DIRECTORY="$logs/$run.d" \
+    second=$(second_of "$distro")
+    [ "$distro" != "$primary" ] || second=${FLASKOPS_SECOND_DISTRO:-$second}
+    FLASKOPS_DISTRO=$distro FLASKOPS_SECOND_DISTRO=$second FLASKOPS_PRIMARY_DISTRO=$primary \
+      MOLECULE_EPHEMERAL_DIRECTORY="$logs/$run.d" \
       molecule test -s "$scenario" >"$logs/$run.log" 2>&1 &
   fi
   pid_of[$run]=$!

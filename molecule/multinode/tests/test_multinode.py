@@ -11,8 +11,8 @@ import shutil
 import time
 from pathlib import Path
 
-from flaskops_testinfra import (client, http, load_running, run_playbook, start_load, statuses, stop_load, uwsgi_request,
-                                uwsgi_requests_served, wait_for)
+from flaskops_testinfra import (client, http, load_running, postgres_unit, run_playbook, start_load, statuses, stop_load,
+                                uwsgi_request, uwsgi_requests_served, wait_for)
 
 SITE = "https://127.0.0.1"
 STATS = "/run/uwsgi/flaskapp/stats.sock"
@@ -54,6 +54,25 @@ def test_a_record_written_through_one_app_host_is_read_through_the_other(nodes):
         node = nodes[name]
         listed = uwsgi_request(node, f"{address(node)}:3031", "/api/notes")
         assert body in listed.body, name
+
+
+def test_each_service_of_the_second_release_comes_back_after_a_restart_with_the_data(nodes):
+    """lb, app2 and db run the other Debian release (molecule.yml): each of
+    their services restarts into a stack that serves both apps and keeps
+    what was written before."""
+    lb = nodes["lb"]
+    lb.check_output("grep -qx '127.0.0.1 links.flaskops.test' /etc/hosts || echo '127.0.0.1 links.flaskops.test' >> /etc/hosts")
+    body = f"before the restarts {time.time_ns()}"
+    assert http(lb, SITE + "/api/notes", "POST", {"Content-Type": "application/json"},
+                json.dumps({"body": body})).status == 201
+    for name, unit in (("db", postgres_unit(nodes["db"])), ("app2", "uwsgi-flaskapp"), ("app2", "uwsgi-links"),
+                       ("lb", "nginx")):
+        nodes[name].check_output("systemctl restart %s", unit)
+        assert wait_for(lambda: (http(lb, SITE + "/health").status == 200
+                                 and http(lb, "https://links.flaskops.test/healthz").status == 200), timeout=30), \
+            f"the apps did not answer again after {unit} restarted on {name}"
+        assert nodes[name].service(unit).is_running, unit
+    assert body in http(lb, SITE + "/api/notes").body
 
 
 def test_site_keeps_answering_with_one_app_host_down(nodes):
