@@ -203,7 +203,8 @@ UWSGI_FROM_FLASK_APP = {"uwsgi_app_name": "flask_app_name", "uwsgi_user": "flask
                         "uwsgi_group": "flask_app_group", "uwsgi_virtualenv": "flask_app_venv_dir",
                         "uwsgi_pythonpath": "flask_app_current_dir", "uwsgi_module": "flask_app_module",
                         "uwsgi_chdir": "flask_app_state_dir", "uwsgi_env_file": "flask_app_env_file",
-                        "uwsgi_release_file": "flask_app_release_file", "uwsgi_health_path": "flask_app_health_path"}
+                        "uwsgi_release_file": "flask_app_release_file", "uwsgi_health_path": "flask_app_health_path",
+                        "uwsgi_health_status": "flask_app_health_status"}
 NGINX_WIRED = ("nginx_upstream_servers", "nginx_static_dir", "nginx_extra_groups", "nginx_site_name")
 
 
@@ -228,7 +229,7 @@ def test_all_in_one_uses_loopback_and_the_unix_socket(collections, tmp_path):
         "uwsgi_virtualenv": "/srv/flaskapp/current/venv", "uwsgi_pythonpath": "/srv/flaskapp/current",
         "uwsgi_module": "wsgi:application", "uwsgi_chdir": "/srv/flaskapp/state",
         "uwsgi_env_file": "/etc/flaskops/flaskapp.env", "uwsgi_release_file": "/srv/flaskapp/current-release",
-        "uwsgi_health_path": "",
+        "uwsgi_health_path": "", "uwsgi_health_status": 0,
     }
     assert pick(got["nginx"]["host1"], *NGINX_WIRED) == {
         "nginx_upstream_servers": [{"address": "unix:/run/uwsgi/flaskapp/uwsgi.sock"}],
@@ -244,7 +245,7 @@ def test_an_app_of_its_own_layout_reaches_uwsgi_and_nginx(collections, tmp_path)
     layout = {"flask_app_name": "blog", "flask_app_user": "blogger", "flask_app_group": "writers",
               "flask_app_root": "/opt/apps/blog", "flask_app_module": "blog:create_app()",
               "flask_app_static_subdir": "blog/assets", "flask_app_state_dir": "/var/lib/blog",
-              "flask_app_health_path": "/healthz"}
+              "flask_app_health_path": "/healthz", "flask_app_health_status": 204}
     got = passed(collections, tmp_path, {"webservers": one, "appservers": one, "dbservers": one}, layout)
     app = got["flask_app"]["host1"]
     # Each uwsgi input is the flask_app output of the same meaning ...
@@ -256,7 +257,7 @@ def test_an_app_of_its_own_layout_reaches_uwsgi_and_nginx(collections, tmp_path)
         "uwsgi_virtualenv": "/opt/apps/blog/current/venv", "uwsgi_pythonpath": "/opt/apps/blog/current",
         "uwsgi_module": "blog:create_app()", "uwsgi_chdir": "/var/lib/blog",
         "uwsgi_env_file": "/etc/flaskops/blog.env", "uwsgi_release_file": "/opt/apps/blog/current-release",
-        "uwsgi_health_path": "/healthz",
+        "uwsgi_health_path": "/healthz", "uwsgi_health_status": 204,
     }
     assert pick(got["nginx"]["host1"], *NGINX_WIRED) == {
         "nginx_upstream_servers": [{"address": "unix:/run/uwsgi/blog/uwsgi.sock"}],

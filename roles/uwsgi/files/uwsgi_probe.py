@@ -1,10 +1,11 @@
 # Asks a uWSGI server for one path over the uwsgi protocol, as nginx does.
-# argv: SOCKET (a path, or host:port) PATH STATUS_BELOW TIMEOUT_SECONDS
-#       [STATS_SOCKET RELEASE_FILE].
+# argv: SOCKET (a path, or host:port) PATH STATUS TIMEOUT_SECONDS
+#       [STATS_SOCKET RELEASE_FILE]; STATUS is the one status wanted (200)
+#       or <N, any status below N.
 # With a stats socket and a release file, first waits until every worker
 # was spawned after the release file last changed: after a chain reload the
 # answer then comes from the live release, not a worker still on the old one.
-# Then tries until the answer's status is below STATUS_BELOW; all within the
+# Then tries until the answer's status is the one wanted; all within the
 # time given. Prints the last status line (or error) and exits 0 on success,
 # 1 otherwise.
 import json
@@ -14,7 +15,7 @@ import struct
 import sys
 import time
 
-address, path, below, timeout = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+address, path, wanted, timeout = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 stats, release_file = (sys.argv[5], sys.argv[6]) if len(sys.argv) > 6 else ("", "")
 deadline = time.monotonic() + timeout
 
@@ -74,12 +75,14 @@ while True:
                 head += chunk
         said = head.split(b"\n", 1)[0].decode("latin-1").strip() or "connection closed without an answer"
         parts = said.split()
-        if len(parts) > 1 and parts[1].isdigit() and int(parts[1]) < below:
+        if len(parts) > 1 and parts[1].isdigit() and (
+                int(parts[1]) < int(wanted[1:]) if wanted.startswith("<") else int(parts[1]) == int(wanted)):
             print(f"GET {path}: {said}")
             sys.exit(0)
     except OSError as exc:
         said = f"{type(exc).__name__}: {exc}"
     if time.monotonic() >= deadline:
-        print(f"GET {path} for {timeout:g} s: last answer {said}")
+        print(f"GET {path} for {timeout:g} s, wanted {'a status below ' + wanted[1:] if wanted.startswith('<') else wanted}:"
+              f" last answer {said}")
         sys.exit(1)
     time.sleep(1)
