@@ -126,11 +126,13 @@ def main_pid(host, unit: str) -> int:
     return int(host.check_output("systemctl show -p MainPID --value %s", unit))
 
 
-def start_load(host, path: str = "/api/notes", max_seconds: int = 420, name: str = "load") -> None:
-    """Start the load loop in the background inside host (see stop_load)."""
+def start_load(host, path: str = "/api/notes", max_seconds: int = 420, name: str = "load",
+               interval: float = 0.0) -> None:
+    """Start the load loop in the background inside host (see stop_load);
+    with an interval, at most one request starts per interval seconds."""
     host.run("rm -f /tmp/%s.stop /tmp/%s.json", name, name)
-    host.check_output("nohup python3 %s /tmp/%s.json /tmp/%s.stop %s %s >/dev/null 2>&1 &",
-                      client(host, "https_load"), name, name, path, str(max_seconds))
+    host.check_output("nohup python3 %s /tmp/%s.json /tmp/%s.stop %s %s %s >/dev/null 2>&1 &",
+                      client(host, "https_load"), name, name, path, str(max_seconds), str(interval))
 
 
 def load_running(host, name: str = "load") -> bool:
