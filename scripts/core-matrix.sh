@@ -9,10 +9,12 @@
 #     sanity on the collection's files under it;
 #   - the whole stack converged on the container itself (local connection)
 #     with flaskops.stack.site from the built tarball under the first
-#     VERSION, then converged again under each VERSION with no change, then
-#     /health asked through nginx, uWSGI, Flask and PostgreSQL. A fresh
-#     converge per line would repeat the same package installs; each line
-#     still runs every task of site.yml against a real host.
+#     VERSION, then run in --check --diff mode under it (no change reported:
+#     the converged-host check of the suite), then converged again under
+#     each other VERSION with no change, then /health asked through nginx,
+#     uWSGI, Flask and PostgreSQL. A fresh converge per line would repeat
+#     the same package installs; each line still runs every task of
+#     site.yml against a real host.
 #
 #   scripts/core-matrix.sh [VERSION...]     default: 2.20 2.21 (also "2.20,2.21")
 set -euo pipefail
@@ -30,12 +32,13 @@ mkdir -p "$logs"
 # Runs a shell command line inside container $host.
 in_host() { docker exec -e PIP_CERT=/etc/ssl/certs/ca-certificates.crt "$host" sh -euc "$1"; }
 
-# Converges the container with site.yml under ansible-core $1 (run $2);
-# prints the number of changed tasks.
+# Converges the container with site.yml under ansible-core $1 (run $2; more
+# arguments go to ansible-playbook); prints the number of changed tasks.
 converge() {
-  local out=$logs/$host-site-$2.json
+  local out=$logs/$host-site-$2.json version=$1
+  shift 2
   if ! docker exec -e ANSIBLE_COLLECTIONS_PATH=/root/collections -e ANSIBLE_STDOUT_CALLBACK=ansible.builtin.json \
-       -e ANSIBLE_NOCOLOR=1 "$host" "/opt/controller-$1/bin/ansible-playbook" -i /root/hosts.yml flaskops.stack.site \
+       -e ANSIBLE_NOCOLOR=1 "$host" "/opt/controller-$version/bin/ansible-playbook" -i /root/hosts.yml flaskops.stack.site "$@" \
        >"$out" 2>&1; then
     grep -E '"msg"' "$out" | tail -n 20 >&2
     return 1
@@ -129,7 +132,16 @@ docker cp "$work/hosts.yml" "$host:/root/hosts.yml"
 start=$(date +%s)
 first=$(converge "$1" "$1-fresh") || die "ansible-core $1: site.yml failed ($logs/$host-site-$1-fresh.json)"
 log "ansible-core $1: site.yml changed $first tasks in $(( $(date +%s) - start ))s"
+# Check mode on the converged host must report no change (the roles'
+# check-mode branches; the default scenario runs --check on a fresh host).
+checked=$(converge "$1" "$1-check" --check --diff) \
+  || die "ansible-core $1: --check on the converged host failed ($logs/$host-site-$1-check.json)"
+[ "$checked" -eq 0 ] || die "ansible-core $1: --check on the converged host reported $checked changes"
+log "ansible-core $1: site.yml --check --diff on the converged host reported 0 changes"
+# A second real run under each other line (under the one line if only one)
+# must change nothing.
 for version in "$@"; do
+  [ "$version" != "$1" ] || [ "$#" -eq 1 ] || continue
   again=$(converge "$version" "$version-again") \
     || die "ansible-core $version: the run on the converged host failed ($logs/$host-site-$version-again.json)"
   [ "$again" -eq 0 ] || die "ansible-core $version: the run on the converged host changed $again tasks (idempotence)"
@@ -141,4 +153,4 @@ print(urllib.request.urlopen(\"https://127.0.0.1/health\", context=ssl._create_u
 [ "$status" = 200 ] || die "/health through nginx answered: $status"
 docker rm -f "$host" >/dev/null
 host=""
-log "ansible-core $*: sanity clean; site.yml converged, then 0 changes under each; /health 200"
+log "ansible-core $*: sanity clean; site.yml converged, --check and a re-run with 0 changes; /health 200"

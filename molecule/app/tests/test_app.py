@@ -91,10 +91,11 @@ def test_environment_file_and_code_permissions(host):
     assert host.run("runuser -u flaskapp -- test -w %s/venv/bin", release).rc != 0
 
 
-def test_secret_key_is_kept_and_never_printed(host):
+def test_a_second_run_changes_nothing_keeps_the_secret_key_and_never_prints_it(host):
+    # The scenario has no idempotence step: this is the role's second run.
     before = env_value(host, "SECRET_KEY")
     result = run_converge(host, {}, tags=["flask_app"])
-    assert result.returncode == 0, result.failure_text or result.raw
+    assert result.returncode == 0 and result.changed == 0, result.failure_text or result.raw
     assert env_value(host, "SECRET_KEY") == before
     assert before not in result.output, "the secret key is in the playbook's output"
 
@@ -108,6 +109,9 @@ def test_systemctl_reload_is_graceful_and_reports_ready(host):
     assert host.check_output("systemctl show -p NRestarts --value %s", UNIT) == restarts
 
 
+LOAD_INTERVAL = 0.02
+
+
 def test_new_release_switches_current_without_a_failed_request_and_rolls_back(host):
     first = current_release(host)
     source = Path(tempfile.mkdtemp(prefix="flaskops-release2-"))
@@ -118,8 +122,10 @@ def test_new_release_switches_current_without_a_failed_request_and_rolls_back(ho
         assert "(release two)" in index.read_text()
 
         host.run("rm -f /tmp/load.stop /tmp/load.json")
-        host.check_output("nohup python3 %s %s /tmp/load.json /tmp/load.stop >/dev/null 2>&1 &",
-                          client(host, "uwsgi_load"), SOCKET)
+        # At most 50 requests a second (LOAD_INTERVAL): dozens inside every
+        # worker's replacement, without taking the cores the deploy needs.
+        host.check_output("nohup python3 %s %s /tmp/load.json /tmp/load.stop %s >/dev/null 2>&1 &",
+                          client(host, "uwsgi_load"), SOCKET, str(LOAD_INTERVAL))
         result = run_converge(host, {"flask_app_source_path": str(source / "app")}, tags=["flask_app"])
         assert result.returncode == 0, result.failure_text or result.raw
         second = current_release(host)
@@ -176,6 +182,7 @@ def test_a_value_uwsgi_rejects_fails_and_the_server_keeps_running(host):
     ({"uwsgi_threads": 0}, "uwsgi", "uwsgi_threads"),
     ({"flask_app_module": "wsgi"}, "flask_app", "flask_app_module"),
     ({"flask_app_health_path": "health"}, "flask_app", "flask_app_health_path"),
+    ({"flask_app_health_status": 42}, "flask_app", "flask_app_health_status"),
     ({"flask_app_build_command": "make assets"}, "flask_app", "flask_app_build_command"),
     ({"flask_app_root": "srv/app"}, "flask_app", "flask_app_root"),
     ({"flask_app_source_type": "svn"}, "flask_app", "flask_app_source_type"),
@@ -382,6 +389,21 @@ def test_an_app_that_does_not_answer_fails_the_play_with_its_journal(host):
         result = run_converge(host, {}, tags=["flask_app", "uwsgi"])
     assert result.returncode == 0, result.failure_text or result.raw
     assert uwsgi_request(host, SOCKET, "/health").status == 200
+
+
+def test_the_health_check_wants_the_status_the_app_names(host):
+    on_primary_distro_only()
+    pid = main_pid(host, UNIT)
+    # /health answers 200: asked for exactly that, the run passes, changing
+    # nothing (the uwsgi role's second run: the scenario has no idempotence step).
+    result = run_converge(host, {"flask_app_health_status": 200}, tags=["uwsgi"])
+    assert result.returncode == 0 and result.changed == 0, result.failure_text or result.raw
+    # Asked for 204, the same answer fails the run, naming what it got.
+    result = run_converge(host, {"flask_app_health_status": 204, "uwsgi_health_timeout": 3}, tags=["uwsgi"])
+    assert result.returncode != 0
+    text = " ".join(result.failure_text.split())
+    assert "app flaskapp does not answer" in text and "wanted 204: last answer HTTP/1.1 200 OK" in text, text
+    assert main_pid(host, UNIT) == pid
 
 
 def mount_options(host, pid: int, path: str) -> set[str]:

@@ -169,6 +169,13 @@ def test_site_logs_are_written_and_rotated(host):
     assert "/var/log/nginx/flaskapp.access.log" in plan
 
 
+def test_a_second_run_of_the_role_changes_nothing(host):
+    # The scenario has no idempotence step (default and multinode have one,
+    # through site.yml): the nginx role's second run, with this scenario's values.
+    result = run_converge(host, {}, tags=["nginx"])
+    assert result.returncode == 0 and result.changed == 0, result.failure_text or result.raw
+
+
 def test_extra_directives_reach_the_http_block_and_the_site(host):
     on_primary_distro_only()
     extra = {"nginx_http_extra_directives": ["server { listen 127.0.0.1:8099; return 204; }"],
