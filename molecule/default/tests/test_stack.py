@@ -114,4 +114,3 @@ def test_everything_comes_back_after_the_host_restarts(host):
     for name in services(host):
         assert host.service(name).is_enabled and host.service(name).is_running, name
     assert body in listed_bodies(host)
-
