@@ -23,6 +23,12 @@ def address(node) -> str:
     return node.check_output("hostname -I").split()[0]
 
 
+def links_by_name(lb) -> str:
+    """The links site's URL on lb, its name pointed at lb's own nginx (/etc/hosts)."""
+    lb.check_output("grep -qx '127.0.0.1 links.flaskops.test' /etc/hosts || echo '127.0.0.1 links.flaskops.test' >> /etc/hosts")
+    return "https://links.flaskops.test"
+
+
 def test_uwsgi_listens_on_the_private_address_only(nodes):
     for name in ("app1", "app2"):
         node = nodes[name]
@@ -61,7 +67,7 @@ def test_each_service_of_the_second_release_comes_back_after_a_restart_with_the_
     their services restarts into a stack that serves both apps and keeps
     what was written before."""
     lb = nodes["lb"]
-    lb.check_output("grep -qx '127.0.0.1 links.flaskops.test' /etc/hosts || echo '127.0.0.1 links.flaskops.test' >> /etc/hosts")
+    links_url = links_by_name(lb)
     body = f"before the restarts {time.time_ns()}"
     assert http(lb, SITE + "/api/notes", "POST", {"Content-Type": "application/json"},
                 json.dumps({"body": body})).status == 201
@@ -72,7 +78,7 @@ def test_each_service_of_the_second_release_comes_back_after_a_restart_with_the_
                        ("lb", "nginx")):
         nodes[name].check_output("systemctl restart %s", unit)
         assert wait_for(lambda: (http(lb, SITE + "/health").status == 200
-                                 and http(lb, "https://links.flaskops.test/healthz").status == 200), timeout=30), \
+                                 and http(lb, links_url + "/healthz").status == 200), timeout=30), \
             f"the apps did not answer again after {unit} restarted on {name}"
         if unit in direct:
             assert wait_for(lambda: uwsgi_request(app2, *direct[unit]).status == 200, timeout=30), unit
@@ -120,11 +126,11 @@ def test_the_second_app_runs_on_its_own_host_only(nodes):
 
 def test_the_second_app_answers_through_the_load_balancer_by_name(nodes):
     lb = nodes["lb"]
-    lb.check_output("grep -qx '127.0.0.1 links.flaskops.test' /etc/hosts || echo '127.0.0.1 links.flaskops.test' >> /etc/hosts")
-    whoami = http(lb, "https://links.flaskops.test/api/whoami")
+    links_url = links_by_name(lb)
+    whoami = http(lb, links_url + "/api/whoami")
     assert whoami.status == 200 and json.loads(whoami.body)["app"] == "links", whoami.body
     # Its static files are not on the load balancer's disk: the app serves them.
-    assert http(lb, "https://links.flaskops.test/static/links.css").status == 200
+    assert http(lb, links_url + "/static/links.css").status == 200
     # Any other name is the sample app's (the default server).
     assert http(lb, SITE + "/api/whoami").status == 404
 
