@@ -16,6 +16,8 @@ import sys
 import time
 
 address, path, wanted, timeout = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+# "<N": any status below N; "N": exactly N.
+below, exact = (int(wanted[1:]), 0) if wanted.startswith("<") else (0, int(wanted))
 stats, release_file = (sys.argv[5], sys.argv[6]) if len(sys.argv) > 6 else ("", "")
 deadline = time.monotonic() + timeout
 
@@ -75,14 +77,12 @@ while True:
                 head += chunk
         said = head.split(b"\n", 1)[0].decode("latin-1").strip() or "connection closed without an answer"
         parts = said.split()
-        if len(parts) > 1 and parts[1].isdigit() and (
-                int(parts[1]) < int(wanted[1:]) if wanted.startswith("<") else int(parts[1]) == int(wanted)):
+        if len(parts) > 1 and parts[1].isdigit() and (int(parts[1]) == exact or int(parts[1]) < below):
             print(f"GET {path}: {said}")
             sys.exit(0)
     except OSError as exc:
         said = f"{type(exc).__name__}: {exc}"
     if time.monotonic() >= deadline:
-        print(f"GET {path} for {timeout:g} s, wanted {'a status below ' + wanted[1:] if wanted.startswith('<') else wanted}:"
-              f" last answer {said}")
+        print(f"GET {path} for {timeout:g} s, wanted {exact or f'a status below {below}'}: last answer {said}")
         sys.exit(1)
     time.sleep(1)
