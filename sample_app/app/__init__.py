@@ -90,6 +90,8 @@ def create_app(overrides: Mapping[str, Any] | None = None, environ: Mapping[str,
         app.register_blueprint(diagnostics)
 
     from .cli import register
+    from .jobs import register as register_jobs
 
     register(app)
+    register_jobs(app)
     return app

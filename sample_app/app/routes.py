@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, jsonify, redirect, render_template, re
 from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from .models import Note, db
+from .models import Job, Note, db
 
 bp = Blueprint("main", __name__)
 
@@ -58,6 +58,28 @@ def create_note():
     db.session.add(note)
     db.session.commit()
     return jsonify(note.to_dict()), 201
+
+
+@bp.post("/api/jobs")
+def queue_job():
+    """Queue a job for the workers (app/jobs.py): 202 and where to look for it."""
+    payload = request.get_json(silent=True) or {}
+    text_ = _validated_body(payload.get("text"))
+    seconds = payload.get("seconds", 0)
+    if text_ is None or not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 <= seconds <= 60:
+        return jsonify(error="'text' must be a string of 1 to 500 characters, 'seconds' a number from 0 to 60"), 400
+    job = Job(text=text_, seconds=float(seconds))
+    db.session.add(job)
+    db.session.commit()
+    return jsonify(job.to_dict()), 202, {"Location": url_for("main.show_job", job_id=job.id)}
+
+
+@bp.get("/api/jobs/<int:job_id>")
+def show_job(job_id: int):
+    job = db.session.get(Job, job_id)
+    if job is None:
+        return jsonify(error="no such job"), 404, NO_STORE
+    return jsonify(job.to_dict()), NO_STORE
 
 
 @bp.get("/api/client")
