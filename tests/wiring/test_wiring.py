@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-ROLES = ("base", "postgres", "flask_app", "uwsgi", "nginx")
+ROLES = ("base", "postgres", "flask_app", "uwsgi", "workers", "nginx")
 # The ansible-playbook of the Python that runs the tests (the project venv).
 PLAYBOOK_COMMAND = str(Path(sys.executable).with_name("ansible-playbook"))
 PASSWORD = "s3cret/with@odd:chars"
@@ -118,7 +118,7 @@ def collections(tmp_path_factory) -> Path:
         for removal in sorted((real / "tasks").glob("remove*.yml")):
             (tasks / removal.name).write_text(_RECORDER.format(role=role).replace(
                 "Record what the play passes the role", "Record what the play passes the role to remove").replace(
-                f"'^{role}_'", "'^(uwsgi_app_name|nginx_site_name)$'"))
+                f"'^{role}_'", "'^(uwsgi_app_name|workers_app_name|nginx_site_name)$'"))
     return root
 
 
@@ -189,7 +189,8 @@ def passed(collections: Path, tmp_path: Path, groups: dict[str, dict[str, str]],
 
 
 # The variable that names the app a per-app role call is for.
-APP_NAME_OF = {"flask_app": "flask_app_name", "uwsgi": "uwsgi_app_name", "nginx": "nginx_site_name",
+APP_NAME_OF = {"flask_app": "flask_app_name", "uwsgi": "uwsgi_app_name", "workers": "workers_app_name",
+               "nginx": "nginx_site_name",
                "postgres": "postgres_dump_databases"}
 
 
@@ -205,6 +206,11 @@ UWSGI_FROM_FLASK_APP = {"uwsgi_app_name": "flask_app_name", "uwsgi_user": "flask
                         "uwsgi_chdir": "flask_app_state_dir", "uwsgi_env_file": "flask_app_env_file",
                         "uwsgi_release_file": "flask_app_release_file", "uwsgi_health_path": "flask_app_health_path",
                         "uwsgi_health_status": "flask_app_health_status"}
+# What the workers role must be given, and the flask_app output each comes from.
+WORKERS_FROM_FLASK_APP = {"workers_app_name": "flask_app_name", "workers_user": "flask_app_user",
+                          "workers_group": "flask_app_group", "workers_current_dir": "flask_app_current_dir",
+                          "workers_virtualenv": "flask_app_venv_dir", "workers_chdir": "flask_app_state_dir",
+                          "workers_env_file": "flask_app_env_file"}
 NGINX_WIRED = ("nginx_upstream_servers", "nginx_static_dir", "nginx_extra_groups", "nginx_site_name")
 
 
@@ -248,9 +254,11 @@ def test_an_app_of_its_own_layout_reaches_uwsgi_and_nginx(collections, tmp_path)
               "flask_app_health_path": "/healthz", "flask_app_health_status": 204}
     got = passed(collections, tmp_path, {"webservers": one, "appservers": one, "dbservers": one}, layout)
     app = got["flask_app"]["host1"]
-    # Each uwsgi input is the flask_app output of the same meaning ...
+    # Each uwsgi and workers input is the flask_app output of the same meaning ...
     for wanted, source in UWSGI_FROM_FLASK_APP.items():
         assert got["uwsgi"]["host1"][wanted] == app[source], wanted
+    for wanted, source in WORKERS_FROM_FLASK_APP.items():
+        assert got["workers"]["host1"][wanted] == app[source], wanted
     # ... and those outputs follow the layout.
     assert pick(got["uwsgi"]["host1"], *UWSGI_FROM_FLASK_APP) == {
         "uwsgi_app_name": "blog", "uwsgi_user": "blogger", "uwsgi_group": "writers",
@@ -258,6 +266,11 @@ def test_an_app_of_its_own_layout_reaches_uwsgi_and_nginx(collections, tmp_path)
         "uwsgi_module": "blog:create_app()", "uwsgi_chdir": "/var/lib/blog",
         "uwsgi_env_file": "/etc/flaskops/blog.env", "uwsgi_release_file": "/opt/apps/blog/current-release",
         "uwsgi_health_path": "/healthz", "uwsgi_health_status": 204,
+    }
+    assert pick(got["workers"]["host1"], *WORKERS_FROM_FLASK_APP) == {
+        "workers_app_name": "blog", "workers_user": "blogger", "workers_group": "writers",
+        "workers_current_dir": "/opt/apps/blog/current", "workers_virtualenv": "/opt/apps/blog/current/venv",
+        "workers_chdir": "/var/lib/blog", "workers_env_file": "/etc/flaskops/blog.env",
     }
     assert pick(got["nginx"]["host1"], *NGINX_WIRED) == {
         "nginx_upstream_servers": [{"address": "unix:/run/uwsgi/blog/uwsgi.sock"}],
@@ -341,12 +354,13 @@ def test_deploy_and_rollback_pass_the_app_roles_what_site_does(collections, tmp_
     # Only the app hosts' roles run, each host once (one host at a time),
     # taken out of the upstream around its switch; a deploy also dumps the
     # database and migrates once, a rollback neither.
-    assert set(got) - {"reports"} == {"flask_app", "uwsgi", "nginx:upstream"} | (
+    assert set(got) - {"reports"} == {"flask_app", "uwsgi", "workers", "nginx:upstream"} | (
         set() if rollback else {"flask_app:migrate", "postgres:dump"})
     if not rollback:
         assert list(got["flask_app:migrate"]) == ["app1"]
         assert list(got["postgres:dump"]) == ["db"]
     assert got["uwsgi"] == site["uwsgi"]
+    assert got["workers"] == site["workers"]
     for app in ("app1", "app2"):
         expected = dict(site["flask_app"][app], **({"flask_app_rollback": True} if rollback else {}))
         assert got["flask_app"][app] == expected
@@ -430,6 +444,8 @@ def test_two_apps_split_over_the_app_hosts(collections, tmp_path):
     # An app's unit is taken off the app hosts its `hosts` leave out (where
     # it was moved from; a no-op where it never ran).
     assert {key: value["uwsgi_app_name"] for key, value in got["uwsgi:remove"].items()} == {
+        "app1": "links", "app2": "flaskapp"}
+    assert {key: value["workers_app_name"] for key, value in got["workers:remove"].items()} == {
         "app1": "links", "app2": "flaskapp"}
     sites = {recorded["nginx_site_name"]: recorded for recorded in got["nginx"].values()}
     assert sites["flaskapp"]["nginx_upstream_servers"] == [{"address": "10.0.0.21:3031"}]
@@ -557,7 +573,7 @@ def test_deploy_and_rollback_roll_only_the_apps_named(collections, tmp_path, pla
     assert rolled == (["flaskapp", "links"] if playbook == "site" else ["links"])
     assert sorted(recorded["uwsgi_app_name"] for recorded in got["uwsgi"].values()) == rolled
     # Neither app is taken off: flaskapp is only left alone.
-    assert "uwsgi:remove" not in got
+    assert "uwsgi:remove" not in got and "workers:remove" not in got
 
 
 @pytest.mark.parametrize("selection", ["blog", "", ["flaskapp", "gone"]])
@@ -606,6 +622,7 @@ def test_an_absent_app_is_taken_off_and_its_database_kept_out_of_pg_hba_but_back
     assert got["nginx"]["host1"]["nginx_site_name"] == "flaskapp"
     # ... its unit and site are taken off ...
     assert got["uwsgi:remove"]["host1"]["uwsgi_app_name"] == "links"
+    assert got["workers:remove"]["host1"]["workers_app_name"] == "links"
     assert got["nginx:remove"]["host1"]["nginx_site_name"] == "links"
     # ... and its role may no longer log in (its database is not dropped).
     assert [entry["name"] for entry in got["postgres"]["host1"]["postgres_app_databases"]] == ["flaskapp"]
