@@ -11,8 +11,11 @@ import shutil
 import time
 from pathlib import Path
 
-from flaskops_testinfra import (client, http, load_running, postgres_unit, run_playbook, start_load, statuses, stop_load,
-                                uwsgi_request, uwsgi_requests_served, wait_for)
+import pytest
+
+from flaskops_testinfra import (assert_refused_by_the_role, client, http, load_running, main_pid, postgres_unit,
+                                run_playbook, start_load, statuses, stop_load, uwsgi_request, uwsgi_requests_served,
+                                wait_for)
 
 SITE = "https://127.0.0.1"
 STATS = "/run/uwsgi/flaskapp/stats.sock"
@@ -177,6 +180,136 @@ def column_copy(destination: Path) -> Path:
     return destination
 
 
+WORKER = "flaskapp-worker-queue"
+
+
+def queue_job(lb, text: str, seconds: float = 0) -> int:
+    resp = http(lb, SITE + "/api/jobs", "POST", {"Content-Type": "application/json"},
+                json.dumps({"text": text, "seconds": seconds}))
+    assert resp.status == 202, resp.body
+    return json.loads(resp.body)["id"]
+
+
+def job(lb, job_id: int) -> dict:
+    return json.loads(http(lb, SITE + f"/api/jobs/{job_id}").body)
+
+
+def done_job(lb, job_id: int, timeout: float = 30) -> dict:
+    assert wait_for(lambda: job(lb, job_id)["status"] == "done", timeout=timeout), job(lb, job_id)
+    return job(lb, job_id)
+
+
+def worker_taking(nodes, job_id: int, timeout: float = 20) -> str:
+    """The app host whose worker started the job (its journal says so)."""
+    found: list[str] = []
+
+    def started() -> bool:
+        found[:] = [name for name in ("app1", "app2") if nodes[name].run(
+            "journalctl -u %s -o cat --no-pager | grep -qx 'worker: job %s started'", WORKER, str(job_id)).rc == 0]
+        return bool(found)
+
+    assert wait_for(started, timeout=timeout, step=0.2), f"no worker started job {job_id}"
+    return found[0]
+
+
+def test_workers_share_the_queue_and_finish_or_hand_back_the_job_they_hold(nodes):
+    lb = nodes["lb"]
+    releases = {name: current_release(nodes[name]).rsplit("/", 1)[1] for name in ("app1", "app2")}
+    # Jobs queued through the API are done by the workers of both app hosts,
+    # each on the live release of its host.
+    ids = [queue_job(lb, f"job {n}", 0.3) for n in range(8)]
+    done = [done_job(lb, job_id) for job_id in ids]
+    assert all(d["result"] == f"JOB {n}" for n, d in enumerate(done)), done
+    hosts = {d["host"].rsplit("-", 1)[1] for d in done}
+    assert hosts == {"app1", "app2"}, done
+    assert all(d["release"] == releases[d["host"].rsplit("-", 1)[1]] for d in done), (releases, done)
+    # A stop (a restart here, as a release switch does) lets the job in hand
+    # finish first: done by the worker that held it.
+    held = queue_job(lb, "held through a restart", 4)
+    name = worker_taking(nodes, held)
+    node = nodes[name]
+    before = main_pid(node, WORKER)
+    node.check_output("systemctl restart %s", WORKER)
+    assert job(lb, held)["status"] == "done", "the restart did not wait for the job in hand"
+    assert done_job(lb, held)["host"].endswith(name) and main_pid(node, WORKER) != before
+    # kill -9: the worker comes back, and the job it held (its row lock gone
+    # with its connection) is done by a worker after all.
+    lost = queue_job(lb, "held through kill -9", 4)
+    name = worker_taking(nodes, lost)
+    node = nodes[name]
+    restarts = int(node.check_output("systemctl show -P NRestarts %s", WORKER))
+    node.check_output("kill -9 %s", str(main_pid(node, WORKER)))
+    assert wait_for(lambda: int(node.check_output("systemctl show -P NRestarts %s", WORKER)) == restarts + 1
+                    and node.service(WORKER).is_running, timeout=15), node.check_output("systemctl status %s || true", WORKER)
+    assert done_job(lb, lost, timeout=40)["result"] == "HELD THROUGH KILL -9"
+
+
+def test_the_scheduled_purge_runs_from_its_timer_and_logs_under_the_apps_name(nodes):
+    app1, db = nodes["app1"], nodes["db"]
+    timer = app1.check_output("systemctl show -P ActiveState flaskapp-job-purge.timer")
+    assert timer == "active", timer
+    old, recent = (psql(db, "INSERT INTO jobs (text, seconds, status, done_at) VALUES"
+                            f" ('{text}', 0, 'done', now() - interval '{days} days') RETURNING id")[0]
+                   for text, days in (("purged", 30), ("kept", 1)))
+    # What the timer starts at its time, started now.
+    app1.check_output("systemctl start flaskapp-job-purge.service")
+    assert psql(db, f"SELECT id FROM jobs WHERE id IN ({old}, {recent})") == [recent]
+    logged = app1.check_output("journalctl -t flaskapp FLASKOPS_JOB=purge -o cat --no-pager")
+    assert "purge-jobs: deleted" in logged, logged
+
+
+def test_workers_and_jobs_run_in_the_sandbox_of_the_apps_uwsgi(nodes):
+    app1 = nodes["app1"]
+
+    def exposed(unit: str) -> tuple[set[str], str]:
+        """The settings systemd-analyze security finds open (its lines marked ✗), and the overall score."""
+        report = app1.check_output("systemd-analyze security --no-pager %s", unit).splitlines()
+        score = re.search(r"Overall exposure level for \S+: ([0-9.]+)", report[-1])
+        assert score, report[-1]
+        return {line.split()[1] for line in report if line.startswith("✗")}, score[1]
+
+    # The same settings open, but for the one uWSGI needs to notify systemd
+    # (Type=notify): the score is no worse.
+    uwsgi_open, uwsgi_score = exposed("uwsgi-flaskapp.service")
+    for unit in (f"{WORKER}.service", "flaskapp-job-purge.service"):
+        unit_open, unit_score = exposed(unit)
+        assert unit_open == uwsgi_open - {"NotifyAccess="} and float(unit_score) <= float(uwsgi_score), (
+            unit, unit_open ^ uwsgi_open, unit_score, uwsgi_score)
+    assert app1.check_output("ps -o user= -p %s", str(main_pid(app1, WORKER))) == "flaskapp"
+
+
+def test_a_worker_that_does_not_stay_up_fails_the_run_and_one_no_longer_listed_goes(nodes):
+    app1 = nodes["app1"]
+    site = str(PLAYBOOKS / "site.yml")
+    broken = run_playbook(app1, site, {
+        "workers_processes": [{"name": "queue", "command": ["flask", "--app", "wsgi", "no-such-command"]}],
+        "workers_start_timeout": 6}, tags=["workers"])
+    assert broken.returncode != 0
+    assert "flaskapp-worker-queue.service" in broken.failure_text, broken.failure_text
+    assert "No such command 'no-such-command'" in broken.failure_text, broken.failure_text
+    # Workers and jobs the app no longer lists are stopped, their units gone.
+    units = [f"/etc/systemd/system/{WORKER}.service", "/etc/systemd/system/flaskapp-job-purge.timer",
+             "/etc/systemd/system/flaskapp-job-purge.service"]
+    emptied = run_playbook(app1, site, {"workers_processes": [], "workers_jobs": []}, tags=["workers"])
+    assert emptied.returncode == 0, emptied.failure_text or emptied.raw
+    assert not any(app1.file(unit).exists for unit in units)
+    assert app1.run("pgrep -u flaskapp -f 'flask --app wsgi'").rc == 1
+    assert "flaskapp-job-purge.timer" not in app1.check_output("systemctl list-timers --all --no-pager")
+    # The next run with the app's own list puts them back.
+    mended = run_playbook(app1, site, {}, tags=["workers"])
+    assert mended.returncode == 0, mended.failure_text or mended.raw
+    assert app1.service(WORKER).is_running and app1.service("flaskapp-job-purge.timer").is_running
+
+
+@pytest.mark.parametrize("bad", [
+    {"workers_jobs": [{"name": "purge", "command": ["flask", "purge-jobs"], "on_calendar": "every other tuesday"}]},
+    {"workers_processes": [{"name": "queue", "command": ["flask", "worker"], "stop_signal": "SIGSTOP"}]},
+], ids=["calendar", "stop-signal"])
+def test_bad_workers_settings_are_refused_before_anything_changes(nodes, bad):
+    result = run_playbook(nodes["app1"], str(PLAYBOOKS / "site.yml"), bad, tags=["workers"])
+    assert_refused_by_the_role(result, "workers", next(iter(bad)))
+
+
 # The load on lb while a deploy runs: at most 50 requests a second, dozens
 # inside every drain, switch and return, without taking the cores the deploy
 # needs (the suite runs two scenarios on 2 cores); bounded at 10 minutes.
@@ -203,6 +336,8 @@ def test_deploy_and_rollback_of_one_app_under_load_fail_no_request_and_leave_the
         created = http(lb, SITE + "/api/notes", "POST", {"Content-Type": "application/json"},
                        json.dumps({"body": "sized"}))
         assert created.status == 201 and json.loads(created.body)["length"] == 5, created.body
+        # The workers moved with the release: a job queued now is done by it.
+        assert done_job(lb, queue_job(lb, "after the deploy"))["release"] == "multinode-2"
         # The migrations ran once, on one app host (the sample app's init-db
         # records each run), after a dump of the database that the run reported.
         assert psql(nodes["db"], "SELECT host FROM init_runs WHERE release = 'multinode-2'") == ["flaskops-multinode-app1"]
@@ -219,6 +354,7 @@ def test_deploy_and_rollback_of_one_app_under_load_fail_no_request_and_leave_the
         for name in ("app1", "app2"):
             assert current_release(nodes[name]) == first[name], name
         assert current_release(nodes["app2"], "links") == links
+        assert done_job(lb, queue_job(lb, "after the rollback"))["release"] == first["app1"].rsplit("/", 1)[1]
         # The old code, back, serves beside the column it does not know.
         notes = json.loads(http(lb, SITE + "/api/notes").body)["notes"]
         assert notes and "length" not in notes[0], notes[:1]
