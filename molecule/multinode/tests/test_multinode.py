@@ -338,6 +338,14 @@ def test_deploy_and_rollback_of_one_app_under_load_fail_no_request_and_leave_the
         assert created.status == 201 and json.loads(created.body)["length"] == 5, created.body
         # The workers moved with the release: a job queued now is done by it.
         assert done_job(lb, queue_job(lb, "after the deploy"))["release"] == "multinode-2"
+        # One more release (the same code under another name), so that the
+        # rollback below goes two releases back.
+        again = run_playbook(None, str(PLAYBOOKS / "deploy.yml"), {
+            "flask_app_source_path": str(tmp_path / "column"), "flask_app_release": "multinode-3",
+            "flaskops_deploy_apps": "flaskapp"})
+        assert again.returncode == 0, again.failure_text or again.raw
+        for name in ("app1", "app2"):
+            assert current_release(nodes[name]).endswith("/multinode-3"), name
         # The migrations ran once, on one app host (the sample app's init-db
         # records each run), after a dump of the database that the run reported.
         assert psql(nodes["db"], "SELECT host FROM init_runs WHERE release = 'multinode-2'") == ["flaskops-multinode-app1"]
@@ -346,8 +354,8 @@ def test_deploy_and_rollback_of_one_app_under_load_fail_no_request_and_leave_the
                             r" before migrating to release multinode-2", reported[0])
         assert len(reported) == 1 and dump, reported
         assert nodes["db"].file(dump[1]).size > 0, dump[1]
-        # Back by name, as releases.yml lists it (here also the release
-        # before the live one, the default); both hosts built the same name.
+        # Back by name, as releases.yml lists it, two releases back; both
+        # hosts built the same name.
         rolled_back = run_playbook(None, str(PLAYBOOKS / "rollback.yml"), {
             "flaskops_deploy_apps": "flaskapp", "flask_app_rollback_release": first["app1"].rsplit("/", 1)[1]})
         assert rolled_back.returncode == 0, rolled_back.failure_text or rolled_back.raw
@@ -372,6 +380,27 @@ def test_deploy_and_rollback_of_one_app_under_load_fail_no_request_and_leave_the
                                   "interval": LOAD_INTERVAL}) + "\n")
     assert len(codes) > 100, len(codes)
     assert set(codes) == {200}, statuses(codes)
+
+
+def test_a_command_started_from_the_live_link_keeps_its_release_when_the_link_moves(nodes):
+    """The launcher of workers and jobs resolves the link once: a process
+    that imports code after a switch imports its own release's code."""
+    app1 = nodes["app1"]
+    live = current_release(app1)
+    other = next(path for path in app1.check_output("ls -1d /srv/flaskapp/releases/*").split() if path != live)
+    link = "/srv/flaskapp/state/test-current"
+    app1.check_output("ln -sfn %s %s", live, link)
+    unit = f"flaskops-test-launcher-{time.time_ns()}"
+    # Imports the app's code only after the link has moved (a second later).
+    app1.check_output("systemd-run --quiet --unit %s --uid flaskapp --gid flaskapp /usr/local/sbin/flaskops-run-release"
+                      " %s %s python3 -c %s", unit, link, f"{link}/venv",
+                      "import time; time.sleep(3); import app.jobs, os; print(os.environ['FLASKOPS_RELEASE'], app.jobs.__file__)")
+    time.sleep(1)
+    app1.check_output("ln -sfn %s %s.new && mv -T %s.new %s", other, link, link, link)
+    assert wait_for(lambda: app1.run("systemctl is-active --quiet %s", unit).rc != 0, timeout=20)
+    said = app1.check_output("journalctl -u %s -o cat --no-pager | grep jobs.py", unit).split()
+    app1.run("rm -f %s; systemctl reset-failed %s", link, unit)
+    assert said == [live.rsplit("/", 1)[1], f"{live}/app/jobs.py"], (said, live, other)
 
 
 def test_a_deploy_leaves_a_server_marked_down_by_hand_and_never_leaves_none_up(nodes):
