@@ -387,9 +387,9 @@ def test_a_command_started_from_the_live_link_keeps_its_release_when_the_link_mo
     that imports code after a switch imports its own release's code."""
     app1 = nodes["app1"]
     live = current_release(app1)
-    other = next(path for path in app1.check_output("ls -1d /srv/flaskapp/releases/*").split() if path != live)
-    link = "/srv/flaskapp/state/test-current"
-    app1.check_output("ln -sfn %s %s", live, link)
+    # Another release to move the link to: a copy of the live one.
+    other, link = "/srv/flaskapp/state/test-release", "/srv/flaskapp/state/test-current"
+    app1.check_output("rm -rf %s && cp -a %s %s && ln -sfn %s %s", other, live, other, live, link)
     unit = f"flaskops-test-launcher-{time.time_ns()}"
     # Imports the app's code only after the link has moved (a second later).
     app1.check_output("systemd-run --quiet --unit %s --uid flaskapp --gid flaskapp /usr/local/sbin/flaskops-run-release"
@@ -399,7 +399,7 @@ def test_a_command_started_from_the_live_link_keeps_its_release_when_the_link_mo
     app1.check_output("ln -sfn %s %s.new && mv -T %s.new %s", other, link, link, link)
     assert wait_for(lambda: app1.run("systemctl is-active --quiet %s", unit).rc != 0, timeout=20)
     said = app1.check_output("journalctl -u %s -o cat --no-pager | grep jobs.py", unit).split()
-    app1.run("rm -f %s; systemctl reset-failed %s", link, unit)
+    app1.run("rm -rf %s %s; systemctl reset-failed %s", link, other, unit)
     assert said == [live.rsplit("/", 1)[1], f"{live}/app/jobs.py"], (said, live, other)
 
 
