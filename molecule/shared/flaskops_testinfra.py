@@ -40,6 +40,8 @@ class Response:
 
     def __init__(self, raw: dict) -> None:
         self.status: int = raw["status"]
+        # Every header line as sent, in order.
+        self.header_lines: list[tuple[str, str]] = [tuple(pair) for pair in raw["headers"]]
         # Repeated headers are joined with ", " as HTTP allows.
         self.headers: dict[str, str] = {}
         for name, value in raw["headers"]:

@@ -1,6 +1,7 @@
 """Role `nginx` in front of the sample app, seen through real HTTP(S) requests on the host."""
 
 import json
+import re
 import shlex
 import time
 
@@ -92,9 +93,26 @@ def test_static_file_with_cache_headers_and_gzip(host):
     resp = http(host, HTTPS + "/static/css/app.css", headers={"Accept-Encoding": "gzip"})
     assert resp.status == 200
     assert "text/css" in resp.headers["content-type"]
-    assert "public, immutable" in resp.headers["cache-control"]
-    assert "expires" in resp.headers
+    # One Cache-Control header (nginx_static_expires: 30 days).
+    assert [value for name, value in resp.header_lines if name == "cache-control"] == [
+        "public, max-age=2592000, immutable"], resp.header_lines
     assert resp.headers.get("content-encoding") == "gzip"
+
+
+def test_each_nginx_worker_may_open_twice_its_connections(host):
+    connections = int(re.search(r"worker_connections (\d+);", host.check_output("nginx -T 2>/dev/null"))[1])
+    workers = host.check_output("pgrep -u www-data -x nginx").split()
+    assert workers
+    for pid in workers:
+        limits = host.file(f"/proc/{pid}/limits").content_string
+        soft = int(re.search(r"^Max open files\s+(\d+)", limits, re.M)[1])
+        assert soft >= 2 * connections, (pid, soft, connections)
+
+
+def test_a_missing_static_file_is_not_cached_as_immutable(host):
+    resp = http(host, HTTPS + "/static/css/no-such-file.css")
+    assert resp.status == 404
+    assert "immutable" not in resp.headers.get("cache-control", ""), resp.header_lines
 
 
 @pytest.mark.parametrize("path, content_type", [("/favicon.ico", "image/"), ("/robots.txt", "text/plain")])
@@ -247,6 +265,8 @@ def test_load_balanced_upstream_renders_valid_and_serves(host):
 @pytest.mark.parametrize("variable, value", [
     ("nginx_http_port", 70000),
     ("nginx_worker_connections", "many"),
+    ("nginx_worker_rlimit_nofile", 1500),
+    ("nginx_static_expires", "forever"),
     ("nginx_static_dir", "srv/static"),
     ("nginx_upstream_servers", [{"address": "http://app:8000"}]),
     ("nginx_tls_certificate_file", "/nonexistent/cert.pem"),
