@@ -32,11 +32,11 @@ class Stop:
     """Set by SIGTERM/SIGINT: the worker stops once the job in hand is done."""
 
     def __init__(self) -> None:
-        self.requested = False
+        self.requested = ""
 
     def __call__(self, signum: int, _frame: object) -> None:
-        self.requested = True
-        click.echo(f"worker: {signal.Signals(signum).name}: stopping after the job in hand", err=True)
+        # Only a flag: writing here could interrupt a write in progress.
+        self.requested = signal.Signals(signum).name
 
 
 def take_one(release: str, host: str) -> Job | None:
@@ -81,7 +81,7 @@ def register(app: Flask) -> None:
                 click.echo(f"worker: job {job.id} done")
             elif not stop.requested:
                 time.sleep(poll)
-        click.echo("worker: stopped")
+        click.echo(f"worker: stopped on {stop.requested} (no job in hand)")
 
     @app.cli.command("purge-jobs")
     @click.option("--days", default=7, show_default=True, type=click.IntRange(min=0),
