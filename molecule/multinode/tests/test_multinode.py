@@ -295,6 +295,10 @@ def test_a_worker_that_does_not_stay_up_fails_the_run_and_one_no_longer_listed_g
     assert not any(app1.file(unit).exists for unit in units)
     assert app1.run("pgrep -u flaskapp -f 'flask --app wsgi'").rc == 1
     assert "flaskapp-job-purge.timer" not in app1.check_output("systemctl list-timers --all --no-pager")
+    # --check --diff reports the units it would write and start, and writes none.
+    checked = run_playbook(app1, site, {}, tags=["workers"], check=True)
+    assert checked.returncode == 0 and checked.changed > 0, checked.failure_text or checked.raw
+    assert not any(app1.file(unit).exists for unit in units)
     # The next run with the app's own list puts them back.
     mended = run_playbook(app1, site, {}, tags=["workers"])
     assert mended.returncode == 0, mended.failure_text or mended.raw
