@@ -139,7 +139,9 @@ def test_an_app_taken_off_leaves_the_other_serving_and_its_data_kept(host):
     try:
         assert removed.returncode == 0, removed.failure_text or removed.raw
         assert not host.file("/etc/systemd/system/uwsgi-links.service").exists
+        assert not host.file("/etc/systemd/system/uwsgi-links.socket").exists
         assert not host.service("uwsgi-links").is_running
+        assert not host.service("uwsgi-links.socket").is_running
         assert not host.socket("unix:///run/uwsgi/links/uwsgi.sock").is_listening
         assert not host.file("/etc/nginx/sites-enabled/links.conf").exists
         # The name now falls to the default server: the other app, which does
