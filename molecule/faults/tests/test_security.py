@@ -8,6 +8,8 @@ import socket
 import struct
 from pathlib import Path
 
+import pytest
+
 from flaskops_testinfra import client, http, main_pid, postgres_unit, run_converge, tls_handshake, tls_suites
 
 SITE = "https://127.0.0.1"
@@ -120,13 +122,50 @@ def test_no_secret_in_ansible_output_even_with_diff(host, monkeypatch):
         run_converge(host, {}, tags=["app"])
 
 
-def test_uwsgi_unit_sandbox_scores_under_4(host):
-    out = host.check_output("systemd-analyze security --no-pager uwsgi-flaskapp.service")
-    exposure = float(re.search(r"Overall exposure level for uwsgi-flaskapp\.service: ([0-9.]+)", out).group(1))
+SECURITY_DOC = Path(__file__).resolve().parents[3] / "docs" / "security.md"
+# The release the sandbox table of docs/security.md was measured on.
+DOCUMENTED_RELEASE = "bookworm"
+
+
+def exposure(output: str) -> float:
+    return float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", output).group(1))
+
+
+def documented_exposures() -> dict[str, tuple[str, str]]:
+    """docs/security.md's sandbox table: unit -> (exposure, Debian's unit alone)."""
+    rows = re.findall(r"^\| `([^`]+)` \| ([0-9.]+) \| ([0-9.]+|-) \|", SECURITY_DOC.read_text(), re.M)
+    return {unit: (live, stock) for unit, live, stock in rows}
+
+
+@pytest.mark.parametrize("unit, stock_file", [
+    ("nginx.service", "/lib/systemd/system/nginx.service"),
+    ("postgresql", "/lib/systemd/system/postgresql@.service"),
+    ("flaskops-postgres-backup.service", None),
+    ("uwsgi-flaskapp.service", None),
+])
+def test_each_unit_scores_under_4_as_documented(host, unit, stock_file):
+    if unit == "postgresql":  # the cluster's unit name depends on the Debian release
+        unit = postgres_unit(host) + ".service"
+    live = exposure(host.check_output("systemd-analyze security --no-pager %s", unit))
+    measured = {"exposure": live}
+    if stock_file:
+        # Debian's unit alone, without the collection's drop-ins: a copy
+        # under another name, scored offline (no drop-in applies to it).
+        copy = "/tmp/flaskops-debian-" + unit.replace("@", "-")
+        host.check_output("cp %s %s", stock_file, copy)
+        measured["debian_unit_offline"] = exposure(
+            host.check_output("cd /tmp && systemd-analyze security --offline=yes %s", copy))
     MEASUREMENTS.mkdir(parents=True, exist_ok=True)
-    (MEASUREMENTS / "uwsgi-systemd-exposure.json").write_text(json.dumps({"exposure": exposure}) + "\n")
-    print(f"systemd-analyze security uwsgi-flaskapp.service: {exposure}")
-    assert exposure < 4.0, out[-3000:]
+    (MEASUREMENTS / f"systemd-exposure-{unit}.json").write_text(json.dumps(measured) + "\n")
+    print(f"systemd-analyze security {unit}: {measured}")
+    assert live <= 4.0, f"{unit} scores {live}"
+    if host.system_info.codename == DOCUMENTED_RELEASE:
+        documented = documented_exposures().get(unit)
+        assert documented, f"docs/security.md has no sandbox row for {unit}"
+        assert documented[0] == f"{live:.1f}", f"{unit} scores {live}, docs/security.md says {documented[0]}"
+        if stock_file:
+            assert documented[1] == f"{measured['debian_unit_offline']:.1f}", \
+                f"Debian's {unit} scores {measured['debian_unit_offline']}, docs/security.md says {documented[1]}"
 
 
 # What the shipped nginx_tls_ciphers agree to over TLS 1.2: ECDHE key
