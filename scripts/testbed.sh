@@ -156,15 +156,15 @@ cmd_ca() {
   if [ -n "$src" ]; then
     [ -r "$src" ] || die "FLASKOPS_EXTRA_CA_CERTS=$src is not a readable file"
     grep -q 'BEGIN CERTIFICATE' "$src" || die "FLASKOPS_EXTRA_CA_CERTS=$src holds no PEM certificate"
-    cp "$src" "$out.tmp"
+    cp "$src" "$out.$$.tmp"
   else
     shopt -s nullglob
     local found=(/usr/local/share/ca-certificates/*.crt /usr/local/share/ca-certificates/*/*.crt)
     shopt -u nullglob
     if [ ${#found[@]} -eq 0 ]; then rm -f "$out"; echo ""; return 0; fi
-    cat "${found[@]}" >"$out.tmp"
+    cat "${found[@]}" >"$out.$$.tmp"
   fi
-  mv "$out.tmp" "$out"
+  mv "$out.$$.tmp" "$out"
   echo "$out"
 }
 
