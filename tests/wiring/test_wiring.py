@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-ROLES = ("base", "postgres", "flask_app", "uwsgi", "workers", "nginx")
+ROLES = ("base", "firewall", "postgres", "flask_app", "uwsgi", "workers", "nginx")
 # The ansible-playbook of the Python that runs the tests (the project venv).
 PLAYBOOK_COMMAND = str(Path(sys.executable).with_name("ansible-playbook"))
 PASSWORD = "s3cret/with@odd:chars"
@@ -212,6 +212,8 @@ WORKERS_FROM_FLASK_APP = {"workers_app_name": "flask_app_name", "workers_user": 
                           "workers_virtualenv": "flask_app_venv_dir", "workers_chdir": "flask_app_state_dir",
                           "workers_env_file": "flask_app_env_file"}
 NGINX_WIRED = ("nginx_upstream_servers", "nginx_static_dir", "nginx_extra_groups", "nginx_site_name")
+# A web host's firewall rules: nginx's ports from any address.
+WEB_RULES = [{"name": "http", "port": 80, "sources": []}, {"name": "https", "port": 443, "sources": []}]
 
 
 def test_all_in_one_uses_loopback_and_the_unix_socket(collections, tmp_path):
@@ -243,6 +245,9 @@ def test_all_in_one_uses_loopback_and_the_unix_socket(collections, tmp_path):
         "nginx_extra_groups": ["flaskapp"],
         "nginx_site_name": "flaskapp",
     }
+    # One host: HTTP and HTTPS from anywhere, nothing else (the app's socket
+    # and the database are local).
+    assert got["firewall"]["host1"]["firewall_rules"] == WEB_RULES
 
 
 def test_an_app_of_its_own_layout_reaches_uwsgi_and_nginx(collections, tmp_path):
@@ -307,6 +312,14 @@ def test_split_hosts_talk_over_their_private_addresses(collections, tmp_path):
     assert pick(got["nginx"]["lb"], *NGINX_WIRED) == {
         "nginx_upstream_servers": [{"address": "10.0.0.21:3031"}, {"address": "10.0.0.22:3031"}],
         "nginx_static_dir": "", "nginx_extra_groups": [], "nginx_site_name": "flaskapp"}
+    # Each tier accepts the one before it only: uWSGI from the web host,
+    # PostgreSQL from the app hosts pg_hba admits.
+    assert {host: recorded["firewall_rules"] for host, recorded in got["firewall"].items()} == {
+        "lb": WEB_RULES,
+        "app1": [{"name": "uwsgi flaskapp", "port": 3031, "sources": ["10.0.0.10"]}],
+        "app2": [{"name": "uwsgi flaskapp", "port": 3031, "sources": ["10.0.0.10"]}],
+        "db": [{"name": "postgresql flaskapp", "port": 5432, "sources": ["10.0.0.21/32", "10.0.0.22/32"]}],
+    }
 
 
 def test_a_web_and_app_host_keeps_its_socket_beside_a_remote_app_host(collections, tmp_path):
@@ -455,6 +468,14 @@ def test_two_apps_split_over_the_app_hosts(collections, tmp_path):
     assert [(entry["name"], entry["client_addresses"][2:]) for entry in got["postgres"]["db"]["postgres_app_databases"]
             ] == [("flaskapp", ["10.0.0.21/32"]), ("links", ["10.0.0.22/32"])]
     assert got["postgres"]["db"]["postgres_app_connections"] == max(PROCESSES + 3, 20)
+    # Each app's ports are open to its own peers only.
+    assert {host: recorded["firewall_rules"] for host, recorded in got["firewall"].items()} == {
+        "lb": WEB_RULES,
+        "app1": [{"name": "uwsgi flaskapp", "port": 3031, "sources": ["10.0.0.10"]}],
+        "app2": [{"name": "uwsgi links", "port": 3032, "sources": ["10.0.0.10"]}],
+        "db": [{"name": "postgresql flaskapp", "port": 5432, "sources": ["10.0.0.21/32"]},
+               {"name": "postgresql links", "port": 5432, "sources": ["10.0.0.22/32"]}],
+    }
 
 
 def test_each_app_migrates_once_on_one_of_its_hosts_after_a_dump_of_its_database(collections, tmp_path):
@@ -696,7 +717,11 @@ def test_the_database_alone_still_counts_every_app_hosts_connections(collections
               "dbservers": {"db": "10.0.0.30"}}
     apps = [{"name": "flaskapp"}, dict(LINKS, hosts=["app2"])]
     got = passed(collections, tmp_path, layout, {"flaskops_apps": apps}, limit="db")
-    assert set(got) - {"reports"} == {"base", "postgres"}
+    assert set(got) - {"reports"} == {"base", "firewall", "postgres"}
+    # The database host alone still admits every app's hosts through its firewall.
+    assert got["firewall"]["db"]["firewall_rules"] == [
+        {"name": "postgresql flaskapp", "port": 5432, "sources": ["10.0.0.21/32", "10.0.0.22/32"]},
+        {"name": "postgresql links", "port": 5432, "sources": ["10.0.0.22/32"]}]
     # flaskapp on both hosts, links (3 processes) on app2; 1 thread each.
     assert got["postgres"]["db"]["postgres_app_connections"] == 2 * PROCESSES + 3
 

@@ -104,18 +104,78 @@ def pg_probe(node, db_address: str, app: str = "flaskapp") -> str:
     return node.check_output("python3 %s %s %s %s", client(node, "pg_probe"), db_address, app, app)
 
 
-def test_database_admits_the_app_hosts_and_refuses_the_load_balancer(nodes):
+def test_database_admits_the_app_hosts_and_its_firewall_drops_the_load_balancer(nodes):
     db = address(nodes["db"])
     for name in ("app1", "app2"):
         assert pg_probe(nodes[name], db) == "R", name
-    # The load balancer reaches the port (the server listens on the private
-    # address) and PostgreSQL itself refuses it: pg_hba has no line for it.
-    lb = address(nodes["lb"])
-    refused = pg_probe(nodes["lb"], db)
-    assert refused.startswith("E:") and f'no pg_hba.conf entry for host "{lb}"' in refused, refused
+    # The load balancer is no app host: the database host's firewall drops
+    # its packets before PostgreSQL sees them (pg_hba has no line for it
+    # either: test_each_apps_role_is_admitted_only_from_its_own_hosts).
+    assert pg_probe(nodes["lb"], db) == "connect:TimeoutError"
     # The database is not on any other address than loopback and the private one.
     listening = nodes["db"].check_output("ss -Hltn 'sport = :5432'")
     assert "0.0.0.0:5432" not in listening and "*:5432" not in listening, listening
+
+
+def reachable(address: str, port: int) -> bool:
+    """Whether a TCP connection from this machine (the test bed's Docker host,
+    on the private network but in no inventory group) gets through."""
+    import socket
+
+    try:
+        socket.create_connection((address, port), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_from_outside_the_inventory_only_the_load_balancers_https_is_open(nodes):
+    app1, db, lb = (address(nodes[name]) for name in ("app1", "db", "lb"))
+    assert reachable(lb, 443), "the site is closed to clients"
+    # uWSGI and PostgreSQL listen there, but only the web host (uWSGI) and
+    # the app hosts (PostgreSQL) get through.
+    assert nodes["app1"].check_output("ss -Hltn 'sport = :3031'")
+    assert not reachable(app1, 3031), "uWSGI's port is open to a host outside the inventory"
+    assert not reachable(db, 5432), "PostgreSQL's port is open to a host outside the inventory"
+    # The web host reaches the app hosts' uWSGI: the site answers through both.
+    assert http(nodes["lb"], SITE + "/health").status == 200
+
+
+def test_the_firewall_comes_off_when_disabled_and_back_after_a_deleted_table(nodes):
+    app1 = nodes["app1"]
+    site = str(PLAYBOOKS / "site.yml")
+    try:
+        off = run_playbook(app1, site, {"firewall_enabled": False}, tags=["firewall"])
+        assert off.returncode == 0 and off.changed > 0, off.failure_text or off.raw
+        assert app1.run("nft list table inet flaskops").rc != 0, "the table is still loaded"
+        assert not app1.file("/etc/systemd/system/flaskops-firewall.service").exists
+        assert reachable(address(app1), 3031), "with the table gone, uWSGI's port should answer"
+        on = run_playbook(app1, site, {}, tags=["firewall"])
+        assert on.returncode == 0 and on.changed > 0, on.failure_text or on.raw
+        assert not reachable(address(app1), 3031)
+        # The rollback timer of a run that could not reconnect deletes the
+        # table (so may an operator); the rule file is unchanged, and the
+        # next run loads it again all the same.
+        app1.check_output("nft delete table inet flaskops")
+        again = run_playbook(app1, site, {}, tags=["firewall"])
+        assert again.returncode == 0 and again.changed > 0, again.failure_text or again.raw
+    finally:
+        app1.run("systemctl restart flaskops-firewall.service")
+    assert "policy drop" in app1.check_output("nft list chain inet flaskops input")
+    assert not reachable(address(app1), 3031)
+    # Each run disarmed its rollback timer once it got in again.
+    assert "flaskops-firewall-rollback" not in app1.check_output("systemctl list-timers --all --no-legend")
+
+
+@pytest.mark.parametrize("bad, variable", [
+    ({"firewall_extra_rules": [{"name": "metrics", "port": 9100, "sources": ["monitoring.example"]}]},
+     "firewall_rules/firewall_extra_rules sources"),
+    ({"firewall_extra_rules": [{"name": "metrics", "port": 70000}]}, "firewall_extra_rules"),
+    ({"firewall_ssh_sources": ["10.0.0.0/8", "any"]}, "firewall_ssh_sources"),
+], ids=["source", "port", "ssh-source"])
+def test_bad_firewall_settings_are_refused_before_anything_changes(nodes, bad, variable):
+    result = run_playbook(nodes["app1"], str(PLAYBOOKS / "site.yml"), bad, tags=["firewall"])
+    assert_refused_by_the_role(result, "firewall", variable)
 
 
 def test_the_second_app_runs_on_its_own_host_only(nodes):
