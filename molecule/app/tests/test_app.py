@@ -178,6 +178,11 @@ def test_a_value_uwsgi_rejects_fails_and_the_server_keeps_running(host):
 @pytest.mark.parametrize("bad, role, variable", [
     ({"uwsgi_socket": "tcp://10.0.0.1:3031"}, "uwsgi", "uwsgi_socket"),
     ({"uwsgi_socket": "10.0.0.1:70000"}, "uwsgi", "uwsgi_socket"),
+    # systemd's socket unit takes an address, not a name.
+    ({"uwsgi_socket": "app1.internal:3031"}, "uwsgi", "uwsgi_socket"),
+    # uWSGI would remove the socket systemd holds when it exits.
+    ({"uwsgi_options": {"vacuum": True}}, "uwsgi", "uwsgi_options"),
+    ({"flask_app_database_ca_certificate": "not a certificate"}, "flask_app", "flask_app_database_ca_certificate"),
     ({"uwsgi_processes": -1}, "uwsgi", "uwsgi_processes"),
     ({"uwsgi_threads": 0}, "uwsgi", "uwsgi_threads"),
     ({"flask_app_module": "wsgi"}, "flask_app", "flask_app_module"),

@@ -166,7 +166,8 @@ def test_app_down_stale_cache_serves_and_uncached_gets_502_then_recovers(host):
     path = unique("/api/info")
     assert http(host, HTTPS + path).status == 200
     time.sleep(6)  # the app lets /api/info be cached for 5 s
-    host.check_output("systemctl stop uwsgi-flaskapp")
+    # The socket too: while it listens, the next request would start uWSGI again.
+    host.check_output("systemctl stop uwsgi-flaskapp.socket uwsgi-flaskapp.service")
     try:
         stale = http(host, HTTPS + path)
         assert stale.status == 200 and stale.headers["x-cache-status"] == "STALE"
@@ -174,8 +175,9 @@ def test_app_down_stale_cache_serves_and_uncached_gets_502_then_recovers(host):
         assert down.status == 502
         assert "not reachable" in down.body
         assert down.headers["x-frame-options"] == "SAMEORIGIN"
+        assert main_pid(host, "uwsgi-flaskapp") == 0, "uWSGI came back while the test needed it down"
     finally:
-        host.check_output("systemctl start uwsgi-flaskapp")
+        host.check_output("systemctl start uwsgi-flaskapp.socket uwsgi-flaskapp.service")
     for page in ("/api/notes", "/", "/health"):
         assert http(host, HTTPS + page).status == 200
 
