@@ -754,3 +754,19 @@ def test_the_per_app_keys_are_the_ones_the_plays_pass(collections):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+PEM = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
+
+
+@pytest.mark.parametrize("tls", [True, False])
+def test_apps_on_other_hosts_verify_the_database_with_its_ca(collections, tmp_path, tls):
+    # The postgres role publishes its CA as postgres_tls_ca_certificate on
+    # the database host (set here in the inventory, as its play would).
+    layout = {"webservers": {"lb": "10.0.0.10"}, "appservers": {"app1": "10.0.0.21", "db": "10.0.0.30"},
+              "dbservers": {"db": "10.0.0.30"}}
+    got = passed(collections, tmp_path, layout, {"postgres_tls_ca_certificate": PEM, "postgres_tls": tls})
+    # app1 reaches the database over the network; db itself over loopback.
+    assert got["flask_app"]["app1"]["flask_app_database_ca_certificate"] == (PEM if tls else "")
+    assert got["flask_app"]["db"]["flask_app_database_ca_certificate"] == ""
+    assert got["flask_app"]["db"]["flask_app_database_url"].endswith("@127.0.0.1:5432/flaskapp")

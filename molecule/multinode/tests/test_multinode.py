@@ -90,24 +90,33 @@ def test_each_service_of_the_second_release_comes_back_after_a_restart_with_the_
 
 
 def test_site_keeps_answering_with_one_app_host_down(nodes):
-    nodes["app1"].check_output("systemctl stop uwsgi-flaskapp")
+    # The socket too: while it listens, a request would start uWSGI again.
+    app1 = nodes["app1"]
+    app1.check_output("systemctl stop uwsgi-flaskapp.socket uwsgi-flaskapp.service")
     try:
         codes = [http(nodes["lb"], SITE + "/api/notes").status for attempt in range(12)]
         assert codes == [200] * 12
+        assert main_pid(app1, "uwsgi-flaskapp") == 0, "app1 came back while the test needed it down"
+        assert not app1.socket(f"tcp://{address(app1)}:3031").is_listening
     finally:
-        nodes["app1"].check_output("systemctl start uwsgi-flaskapp")
+        app1.check_output("systemctl start uwsgi-flaskapp.socket uwsgi-flaskapp.service")
     assert wait_for(lambda: nodes["app1"].service("uwsgi-flaskapp").is_running, timeout=20)
 
 
-def pg_probe(node, db_address: str, app: str = "flaskapp") -> str:
-    """The server's first answer to app's role logging in to app's database from node."""
-    return node.check_output("python3 %s %s %s %s", client(node, "pg_probe"), db_address, app, app)
+def pg_probe(node, db_address: str, app: str = "flaskapp", tls: bool = True) -> str:
+    """The server's first answer to app's role logging in to app's database
+    from node, over TLS (unverified) or, with tls=False, in the clear."""
+    return node.check_output("python3 %s %s %s %s %s", client(node, "pg_probe"), db_address, app, app,
+                             "tls" if tls else "plain")
 
 
 def test_database_admits_the_app_hosts_and_its_firewall_drops_the_load_balancer(nodes):
     db = address(nodes["db"])
     for name in ("app1", "app2"):
         assert pg_probe(nodes[name], db) == "R", name
+        # In the clear, pg_hba has no line for them: only hostssl admits other hosts.
+        plain = pg_probe(nodes[name], db, tls=False)
+        assert plain.startswith("E:") and "no encryption" in plain, plain
     # The load balancer is no app host: the database host's firewall drops
     # its packets before PostgreSQL sees them (pg_hba has no line for it
     # either: test_each_apps_role_is_admitted_only_from_its_own_hosts).
@@ -129,14 +138,16 @@ def reachable(address: str, port: int) -> bool:
         return False
 
 
-def test_from_outside_the_inventory_only_the_load_balancers_https_is_open(nodes):
-    app1, db, lb = (address(nodes[name]) for name in ("app1", "db", "lb"))
-    assert reachable(lb, 443), "the site is closed to clients"
-    # uWSGI and PostgreSQL listen there, but only the web host (uWSGI) and
-    # the app hosts (PostgreSQL) get through.
-    assert nodes["app1"].check_output("ss -Hltn 'sport = :3031'")
-    assert not reachable(app1, 3031), "uWSGI's port is open to a host outside the inventory"
-    assert not reachable(db, 5432), "PostgreSQL's port is open to a host outside the inventory"
+def test_from_outside_the_inventory_only_the_load_balancers_http_ports_answer(nodes):
+    # Every port the stack listens on beyond loopback, host by host.
+    listened = {"lb": [80, 443], "app1": [3031], "app2": [3031, 3032], "db": [5432]}
+    for name, ports in listened.items():
+        for port in ports:
+            assert nodes[name].socket(f"tcp://{address(nodes[name])}:{port}").is_listening or name == "lb", \
+                f"nothing listens on {name}:{port}: the check below would prove nothing"
+    answered = {name: [port for port in ports if reachable(address(nodes[name]), port)]
+                for name, ports in listened.items()}
+    assert answered == {"lb": [80, 443], "app1": [], "app2": [], "db": []}
     # The web host reaches the app hosts' uWSGI: the site answers through both.
     assert http(nodes["lb"], SITE + "/health").status == 200
 
@@ -203,6 +214,42 @@ def test_each_apps_role_is_admitted_only_from_its_own_hosts(nodes):
     assert pg_probe(nodes["app2"], db, "links") == "R"
     refused = pg_probe(nodes["app1"], db, "links")
     assert refused.startswith("E:") and f'host "{address(nodes["app1"])}", user "links"' in refused, refused
+
+
+APP_ENV = "/etc/flaskops/flaskapp.env"
+
+
+def pg_connect(node, variant: str, *extra: str) -> str:
+    """What libpq (the app's psycopg) says connecting with the app's DATABASE_URL, or a variant of it."""
+    return node.check_output("/srv/flaskapp/current/venv/bin/python %s %s %s %s", client(node, "pg_connect"),
+                             APP_ENV, variant, " ".join(extra))
+
+
+def test_the_apps_database_link_is_tls_and_verifies_the_server_by_name(nodes):
+    app1, db = nodes["app1"], nodes["db"]
+    # The URL the app has asks libpq to verify the server with the CA the
+    # postgres role made (the password around it is left out here).
+    assert app1.check_output("grep -o 'sslmode=[^\"]*' %s", APP_ENV) == (
+        "sslmode=verify-full&sslrootcert=/etc/flaskops/flaskapp-database-ca.pem")
+    assert "BEGIN CERTIFICATE" in app1.file("/etc/flaskops/flaskapp-database-ca.pem").content_string
+    # The app's own sessions (uWSGI workers, the queue worker) are TLS.
+    assert http(nodes["lb"], SITE + "/api/notes").status == 200
+    sessions = psql(db, "SELECT s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) "
+                        "WHERE a.datname = 'flaskapp' AND a.client_addr IS NOT NULL")
+    assert sessions and set(sessions) == {"t"}, sessions
+    # libpq with the app's URL: TLS 1.2 or newer, the server verified.
+    ok = pg_connect(app1, "as-is")
+    assert re.fullmatch(r"ok True TLSv1\.[23]", ok), ok
+    # In the clear, pg_hba refuses; another CA, or a name the certificate
+    # does not hold, fails verification with libpq's own words.
+    plain = pg_connect(app1, "plain")
+    assert plain.startswith("error:") and "no encryption" in plain, plain
+    app1.check_output("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
+                      "-subj /CN=another-ca -keyout /tmp/another-ca.key -out /tmp/another-ca.pem 2>/dev/null")
+    wrong_ca = pg_connect(app1, "wrong-ca", "/tmp/another-ca.pem")
+    assert wrong_ca.startswith("error:") and "certificate verify failed" in wrong_ca, wrong_ca
+    wrong_name = pg_connect(app1, "wrong-name")
+    assert wrong_name.startswith("error:") and "does not match host name" in wrong_name, wrong_name
 
 
 def current_release(node, app: str = "flaskapp") -> str:
