@@ -229,10 +229,11 @@ def test_restarts_of_uwsgi_under_load_fail_no_request(host):
     start_load(host, "/api/notes", max_seconds=180, name="restarts")
     try:
         time.sleep(2)
-        for _ in range(2):
+        for restart in range(2):
             master = main_pid(host, UWSGI)
             host.check_output("systemctl restart %s", UWSGI)
-            assert wait_for(lambda: main_pid(host, UWSGI) not in (0, master), timeout=60), "uWSGI did not restart"
+            assert wait_for(lambda: main_pid(host, UWSGI) not in (0, master), timeout=60), \
+                f"uWSGI did not restart (restart {restart + 1})"
             time.sleep(2)
         # Stopped outright, uWSGI is started again by the next connection.
         host.check_output("systemctl stop %s", UWSGI)
