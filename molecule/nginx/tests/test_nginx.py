@@ -273,12 +273,16 @@ def test_load_balanced_upstream_renders_valid_and_serves(host):
     ("nginx_upstream_servers", [{"address": "http://app:8000"}]),
     ("nginx_tls_certificate_file", "/nonexistent/cert.pem"),
     ("nginx_cache_use_stale", ["error", "http_502"]),
+    ("nginx_acme_server", "http://acme.example.com/directory"),
+    ("nginx_acme_ca_bundle", "/nonexistent/acme-ca.pem"),
 ])
 def test_bad_input_fails_before_any_change(host, variable, value):
     on_primary_distro_only()
     extra = {variable: value}
     if variable == "nginx_tls_certificate_file":
         extra["nginx_tls_source"] = "files"
+    if variable.startswith("nginx_acme_"):
+        extra |= {"nginx_tls_source": "acme", "nginx_acme_email": "ops@example.com"}
     files = [SITE, "/etc/nginx/nginx.conf", "/etc/nginx/sites-enabled/flaskapp.conf"]
     master, before = main_pid(host, "nginx"), files_state(host, files)
     result = run_converge(host, extra, tags=["nginx"])
