@@ -10,7 +10,6 @@ import json
 import re
 import shlex
 import subprocess
-import time
 
 import pytest
 from flaskops_testinfra import main_pid, on_primary_distro_only, put_file, run_converge, wait_for
