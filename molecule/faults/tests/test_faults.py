@@ -246,31 +246,35 @@ def test_restarts_of_uwsgi_under_load_fail_no_request(host):
     assert set(codes) == {200}, statuses(codes)
 
 
-def test_a_restart_of_nginx_under_load_costs_only_refused_connections(host):
-    # nginx is reloaded, never restarted, by the roles (a new sandbox is the
-    # one exception). A restart (an operator, a package upgrade) closes the
-    # listening sockets between the old master's exit and the new one's
-    # start: requests in that moment are refused (counted as 0), none gets
-    # an error status, and nginx answers again within seconds. What it cost is
-    # recorded, not promised (docs/security.md, known limits).
+def test_restarts_of_nginx_under_load_fail_no_request(host):
+    # systemd holds nginx's listening sockets (nginx.socket): between the old
+    # master's exit and the new one's start, connections wait in their
+    # queues instead of being refused. The stop (QUIT) lets the requests in
+    # flight finish. What each restart took is recorded (.cache/measurements/).
+    assert host.service("nginx.socket").is_running, "nginx's socket unit is not listening"
     start_load(host, "/api/notes", max_seconds=120, name="nginx-restart")
+    took = []
     try:
         time.sleep(2)
-        master = main_pid(host, "nginx")
-        started = time.monotonic()
-        host.check_output("systemctl restart nginx")  # returns once the new master runs
-        took = time.monotonic() - started
-        assert main_pid(host, "nginx") not in (0, master), "nginx did not restart"
-        assert site_answers(host), "nginx does not answer after its restart"
-        assert took < 5, f"the restart took {took:.1f} s"
+        for restart in range(2):
+            master = main_pid(host, "nginx")
+            started = time.monotonic()
+            host.check_output("systemctl restart nginx")  # returns once the new master runs
+            took.append(time.monotonic() - started)
+            assert main_pid(host, "nginx") not in (0, master), f"nginx did not restart (restart {restart + 1})"
+            assert took[-1] < 5, f"restart {restart + 1} took {took[-1]:.1f} s"
+            time.sleep(2)
+        # Stopped outright, nginx is started again by the next connection.
+        host.check_output("systemctl stop nginx")
+        assert wait_for(lambda: main_pid(host, "nginx") != 0, timeout=30), "a connection did not start nginx"
         time.sleep(2)
         assert load_running(host, "nginx-restart")
     finally:
         codes = stop_load(host, "nginx-restart")
-    refused = codes.count(0)
     MEASUREMENTS.mkdir(parents=True, exist_ok=True)
     (MEASUREMENTS / "nginx-restart-under-load.json").write_text(
-        json.dumps({"requests": len(codes), "refused": refused, "restart_seconds": round(took, 2)}) + "\n")
-    print(f"systemctl restart nginx under load: {refused} of {len(codes)} requests refused, back in {took:.2f} s")
+        json.dumps({"requests": len(codes), "statuses": {str(c): n for c, n in statuses(codes).items()},
+                    "restart_seconds": [round(t, 2) for t in took]}) + "\n")
+    print(f"systemctl restart nginx under load: {statuses(codes)} of {len(codes)} requests, restarts took {took}")
     assert len(codes) > 50, len(codes)
-    assert set(codes) <= {0, 200}, statuses(codes)
+    assert set(codes) == {200}, statuses(codes)
