@@ -118,9 +118,7 @@ def test_the_role_obtains_a_certificate_that_the_site_serves(host, pebble):
     check = host.run("nginx -t")
     assert check.rc == 0 and "stapling" not in check.stderr, check.stderr
     assert "ssl_stapling" not in host.check_output("nginx -T 2>/dev/null")
-    again = run_converge(host, site_vars(pebble, NAME), tags=["nginx"])
-    assert again.returncode == 0 and again.changed == 0, again.failure_text or again.raw
-    assert served(host, NAME)["serial"] == certificate["serial"], "a second run must not ask again"
+    # That a second run asks for nothing: test_adding_a_name_... (changed=0).
 
 
 def test_a_renewal_by_certbot_timer_reloads_nginx(host, pebble):
@@ -141,12 +139,15 @@ def test_a_renewal_by_certbot_timer_reloads_nginx(host, pebble):
 
 
 def test_adding_a_name_reissues_the_certificate_with_it(host, pebble):
+    # Given in capitals: certbot and the CA hold it in lower case, and the
+    # role's comparison must agree (else each run would ask again).
+    names = (NAME, EXTRA_NAME.upper())
     before = served(host, NAME)
-    result = run_converge(host, site_vars(pebble, NAME, EXTRA_NAME), tags=["nginx"])
+    result = run_converge(host, site_vars(pebble, *names), tags=["nginx"])
     assert result.returncode == 0, result.failure_text or result.raw
     certificate = served(host, EXTRA_NAME)
     assert certificate["names"] == sorted([NAME, EXTRA_NAME])
     assert certificate["serial"] != before["serial"]
     assert https_status(host, EXTRA_NAME) == 200
-    again = run_converge(host, site_vars(pebble, NAME, EXTRA_NAME), tags=["nginx"])
+    again = run_converge(host, site_vars(pebble, *names), tags=["nginx"])
     assert again.returncode == 0 and again.changed == 0, again.failure_text or again.raw
