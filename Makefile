@@ -21,8 +21,8 @@ export FLASKOPS_DISTRO ?= bookworm
 SCENARIO_NAMES := multinode default app nginx faults postgres base
 # The ansible-core lines tested besides the controller's own (meta/runtime.yml).
 CORE_VERSIONS ?= 2.20 2.21
-SCENARIOS   ?= multinode app $(if $(strip $(CORE_VERSIONS)),core@$(subst $(space),$(comma),$(strip $(CORE_VERSIONS)))) \
-               default nginx faults postgres base
+SCENARIOS   ?= multinode app default nginx \
+               $(if $(strip $(CORE_VERSIONS)),core@$(subst $(space),$(comma),$(strip $(CORE_VERSIONS)))) faults postgres base
 export MOLECULE_JOBS ?= 2
 SUITES      ?= bookworm trixie
 # The release multinode puts lb, app2 and db on: the first other one.
@@ -32,7 +32,7 @@ empty :=
 space := $(empty) $(empty)
 
 .PHONY: role-docs changelog-lint help venv collection-link engine images up down test lint yamllint ansible-lint \
-        sanity sample-app-test wiring-test collection-test galaxy-import ee-context slot-checks molecule molecule-matrix core-matrix changelog clean bench test-quick
+        sanity sample-app-test wiring-test collection-test galaxy-import ee-context ee-image slot-checks molecule molecule-matrix core-matrix changelog clean bench test-quick
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -89,6 +89,9 @@ galaxy-import: ## Galaxy's import checker (galaxy-importer) on the built tarball
 
 ee-context: ## ansible-builder create on execution-environment.yml, the build context checked
 	@scripts/ee-context.sh
+
+ee-image: venv images ## build the EE (test bed base) and run site.yml from it on a fresh host
+	@scripts/ee-image.sh
 
 sanity: venv ## ansible-test sanity from an ansible_collections/flaskops/stack copy
 	@scripts/sanity.sh
