@@ -361,8 +361,12 @@ def test_the_scheduled_purge_runs_from_its_timer_and_logs_under_the_apps_name(no
     # What the timer starts at its time, started now.
     app1.check_output("systemctl start flaskapp-job-purge.service")
     assert psql(db, f"SELECT id FROM jobs WHERE id IN ({old}, {recent})") == [recent]
-    logged = app1.check_output("journalctl -t flaskapp FLASKOPS_JOB=purge -o cat --no-pager")
-    assert "purge-jobs: deleted" in logged, logged
+
+    def logged() -> str:
+        return app1.check_output("journalctl -t flaskapp FLASKOPS_JOB=purge -o cat --no-pager")
+
+    # journald may write the line a moment after the job ended on a busy host.
+    assert wait_for(lambda: "purge-jobs: deleted" in logged(), timeout=10), logged()
 
 
 def test_workers_and_jobs_run_in_the_sandbox_of_the_apps_uwsgi(nodes):
@@ -421,10 +425,12 @@ def test_bad_workers_settings_are_refused_before_anything_changes(nodes, bad):
     assert_refused_by_the_role(result, "workers", next(iter(bad)))
 
 
-# The load on lb while a deploy runs: at most 50 requests a second, dozens
-# inside every drain, switch and return, without taking the cores the deploy
-# needs (the suite runs two scenarios on 2 cores); bounded at 10 minutes.
-LOAD_INTERVAL = 0.02
+# The load on lb while a deploy runs: at most 20 requests a second (each a
+# new TLS connection, through nginx, uWSGI and PostgreSQL), dozens inside
+# every drain, switch and return, which take seconds each, without taking
+# the cores the deploy needs (the suite runs two scenarios on 2 cores, and
+# the load's CPU grows with its rate); bounded at 10 minutes.
+LOAD_INTERVAL = 0.05
 
 
 def test_deploy_and_rollback_of_one_app_under_load_fail_no_request_and_leave_the_other(nodes, tmp_path):
@@ -449,14 +455,6 @@ def test_deploy_and_rollback_of_one_app_under_load_fail_no_request_and_leave_the
         assert created.status == 201 and json.loads(created.body)["length"] == 5, created.body
         # The workers moved with the release: a job queued now is done by it.
         assert done_job(lb, queue_job(lb, "after the deploy"))["release"] == "multinode-2"
-        # One more release (the same code under another name), so that the
-        # rollback below goes two releases back.
-        again = run_playbook(None, str(PLAYBOOKS / "deploy.yml"), {
-            "flask_app_source_path": str(tmp_path / "column"), "flask_app_release": "multinode-3",
-            "flaskops_deploy_apps": "flaskapp"})
-        assert again.returncode == 0, again.failure_text or again.raw
-        for name in ("app1", "app2"):
-            assert current_release(nodes[name]).endswith("/multinode-3"), name
         # The migrations ran once, on one app host (the sample app's init-db
         # records each run), after a dump of the database that the run reported.
         assert psql(nodes["db"], "SELECT host FROM init_runs WHERE release = 'multinode-2'") == ["flaskops-multinode-app1"]
@@ -465,8 +463,8 @@ def test_deploy_and_rollback_of_one_app_under_load_fail_no_request_and_leave_the
                             r" before migrating to release multinode-2", reported[0])
         assert len(reported) == 1 and dump, reported
         assert nodes["db"].file(dump[1]).size > 0, dump[1]
-        # Back by name, as releases.yml lists it, two releases back; both
-        # hosts built the same name.
+        # Back by name, as releases.yml lists it (both hosts built the same
+        # name; the app scenario goes two releases back by name).
         rolled_back = run_playbook(None, str(PLAYBOOKS / "rollback.yml"), {
             "flaskops_deploy_apps": "flaskapp", "flask_app_rollback_release": first["app1"].rsplit("/", 1)[1]})
         assert rolled_back.returncode == 0, rolled_back.failure_text or rolled_back.raw
@@ -502,11 +500,14 @@ def test_a_command_started_from_the_live_link_keeps_its_release_when_the_link_mo
     other, link = "/srv/flaskapp/state/test-release", "/srv/flaskapp/state/test-current"
     app1.check_output("rm -rf %s && cp -a %s %s && ln -sfn %s %s", other, live, other, live, link)
     unit = f"flaskops-test-launcher-{time.time_ns()}"
-    # Imports the app's code only after the link has moved (a second later).
+    # Imports the app's code only after the link has moved (5 s later).
     app1.check_output("systemd-run --quiet --unit %s --uid flaskapp --gid flaskapp /usr/local/sbin/flaskops-run-release"
                       " %s %s python3 -c %s", unit, link, f"{link}/venv",
-                      "import time; time.sleep(3); import app.jobs, os; print(os.environ['FLASKOPS_RELEASE'], app.jobs.__file__)")
-    time.sleep(1)
+                      "import time; time.sleep(5); import app.jobs, os; print(os.environ['FLASKOPS_RELEASE'], app.jobs.__file__)")
+    # The link moves once the launcher has resolved it: when python3 runs in
+    # its place (exec). A fixed wait would race a busy host.
+    assert wait_for(lambda: app1.check_output("cat /proc/%s/comm", str(main_pid(app1, unit))) == "python3",
+                    timeout=10, step=0.1), app1.check_output("systemctl status %s || true", unit)
     app1.check_output("ln -sfn %s %s.new && mv -T %s.new %s", other, link, link, link)
     assert wait_for(lambda: app1.run("systemctl is-active --quiet %s", unit).rc != 0, timeout=20)
     said = app1.check_output("journalctl -u %s -o cat --no-pager | grep jobs.py", unit).split()
@@ -582,7 +583,9 @@ def test_a_release_that_fails_its_health_check_gets_no_request_and_is_switched_b
     try:
         failed = run_playbook(None, str(PLAYBOOKS / "deploy.yml"), {
             "flask_app_source_path": str(broken_copy(tmp_path / "broken")), "flask_app_release": broken,
-            "flaskops_deploy_apps": "flaskapp", "uwsgi_health_timeout": 15,
+            # Time for the chain reload (two workers, 3 s each and their
+            # imports) on a busy host, so that the check sees the 503.
+            "flaskops_deploy_apps": "flaskapp", "uwsgi_health_timeout": 30,
             # Old releases are pruned as the new one goes live: not the one to go back to.
             "flask_app_keep_releases": 1})
         assert failed.returncode != 0, failed.raw
