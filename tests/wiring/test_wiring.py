@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -144,8 +145,10 @@ def gather_seed_facts(root: Path) -> None:
     playbook.write_text("- name: Gather\n  hosts: seed\n  gather_facts: true\n  tasks: []\n")
     env = dict(playbook_environment(), ANSIBLE_CACHE_PLUGIN="ansible.builtin.jsonfile",
                ANSIBLE_CACHE_PLUGIN_CONNECTION=str(cache))
-    subprocess.run([PLAYBOOK_COMMAND, "-i", "seed,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}",
-                    str(playbook)], capture_output=True, text=True, env=env, timeout=300, check=True, cwd=REPO)
+    proc = subprocess.run([PLAYBOOK_COMMAND, "-i", "seed,", "-c", "local", "-e",
+                           f"ansible_python_interpreter={sys.executable}", str(playbook)],
+                          capture_output=True, text=True, env=env, timeout=300, check=False, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     # (The cache names its files <key prefix><host>; the file is kept as it is.)
     [seeded] = cache.glob("*seed")
     text = seeded.read_text()
@@ -155,12 +158,15 @@ def gather_seed_facts(root: Path) -> None:
 
 def passed(collections: Path, tmp_path: Path, groups: dict[str, dict[str, str]], extra: dict | None = None,
            playbook: str = "site", extra_vars: dict | None = None, tags: str = "all",
-           fails: bool = False, skip_tags: str = "", limit: str = "") -> dict[str, dict[str, dict]]:
+           fails: bool = False, skip_tags: str = "", limit: str = "", gather: bool = False) -> dict[str, dict]:
     """Run flaskops.stack.<playbook> on an inventory (groups maps group -> {host: private address}).
 
     Returns role -> host -> the variables the play passed that role there
     (host/app for a role's calls for apps after the first on that host). With
-    fails, the run must fail: returns {"output": its output}.
+    fails, the run must fail: returns {"output": its output, "failures": the
+    messages of its failed tasks}. The hosts the run targets (--limit) start
+    with the session's facts; with gather, none does: the playbooks gather
+    them, as on real hosts.
     """
     hosts = {name: {"flaskops_private_address": addr} for members in groups.values() for name, addr in members.items()}
     # An extra value of None leaves that variable out (to its role's default).
@@ -173,15 +179,20 @@ def passed(collections: Path, tmp_path: Path, groups: dict[str, dict[str, str]],
     }}
     path = tmp_path / "hosts.yml"
     path.write_text(yaml.safe_dump(inventory))
-    # Each run starts from the session's facts for every host (FACT_SEED).
-    facts = tmp_path / "facts"
-    facts.mkdir(exist_ok=True)
-    seed = json.loads((collections / FACT_SEED).read_text())
-    for name in hosts:
-        (facts / (seed["prefix"] + name)).write_text(seed["text"])
     env = dict(playbook_environment(), ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
-               ANSIBLE_NOCOLOR="1", ANSIBLE_GATHERING="smart", ANSIBLE_CACHE_PLUGIN="ansible.builtin.jsonfile",
-               ANSIBLE_CACHE_PLUGIN_CONNECTION=str(facts))
+               ANSIBLE_NOCOLOR="1")
+    if not gather:
+        # Each run starts from the session's facts (FACT_SEED) for the hosts
+        # it targets; hosts outside --limit get theirs from the task of
+        # learn_addresses.yml that gathers them, as on real hosts.
+        facts = tmp_path / "facts"
+        shutil.rmtree(facts, ignore_errors=True)
+        facts.mkdir()
+        seed = json.loads((collections / FACT_SEED).read_text())
+        for name in (limit.split(",") if limit else hosts):
+            (facts / (seed["prefix"] + name)).write_text(seed["text"])
+        env |= {"ANSIBLE_GATHERING": "smart", "ANSIBLE_CACHE_PLUGIN": "ansible.builtin.jsonfile",
+                "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(facts)}
     cmd = [PLAYBOOK_COMMAND, "--check", "-i", str(path), f"flaskops.stack.{playbook}",
            "-e", json.dumps(extra_vars or {}), "--tags", tags]
     cmd += ["--skip-tags", skip_tags] if skip_tags else []
@@ -189,11 +200,9 @@ def passed(collections: Path, tmp_path: Path, groups: dict[str, dict[str, str]],
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False, cwd=REPO)
     if fails:
         assert proc.returncode != 0, "the run passed"
-        return {"output": proc.stdout + proc.stderr}
+        return {"output": proc.stdout + proc.stderr, "failures": failure_messages(json_report(proc.stdout))}
     assert proc.returncode == 0, "\n".join(line for line in proc.stdout.splitlines() if "\"msg\"" in line)[-3000:] + proc.stderr[-3000:]
-    # Other enabled callbacks (profile_tasks) may print around the JSON document.
-    start = 0 if proc.stdout.startswith("{") else proc.stdout.index("\n{") + 1
-    report = json.JSONDecoder().raw_decode(proc.stdout, start)[0]
+    report = json_report(proc.stdout)
     got: dict[str, dict[str, dict]] = {}
     for play in report["plays"]:
         for task in play["tasks"]:
@@ -226,6 +235,27 @@ def passed(collections: Path, tmp_path: Path, groups: dict[str, dict[str, str]],
     return got
 
 
+def json_report(stdout: str) -> dict:
+    """The JSON callback's report (other enabled callbacks, such as
+    profile_tasks, may print around it)."""
+    start = 0 if stdout.startswith("{") else stdout.index("\n{") + 1
+    return json.JSONDecoder().raw_decode(stdout, start)[0]
+
+
+def failure_messages(report: dict) -> str:
+    """What the failed tasks of a run said (their msg, per host and loop
+    item), one line each, whitespace folded: a message looked for here was
+    rendered by a task, not quoted from a playbook's source in an error."""
+    said = []
+    for play in report["plays"]:
+        for task in play["tasks"]:
+            for result in task["hosts"].values():
+                for item in [result, *result.get("results", [])]:
+                    if isinstance(item, dict) and item.get("failed") and "msg" in item:
+                        said.append(" ".join(str(item["msg"]).split()))
+    return "\n".join(said)
+
+
 # The variable that names the app a per-app role call is for.
 APP_NAME_OF = {"flask_app": "flask_app_name", "uwsgi": "uwsgi_app_name", "workers": "workers_app_name",
                "nginx": "nginx_site_name",
@@ -256,7 +286,9 @@ WEB_RULES = [{"name": "http", "port": 80, "sources": []}, {"name": "https", "por
 
 def test_all_in_one_uses_loopback_and_the_unix_socket(collections, tmp_path):
     one = {"host1": "10.0.0.5"}
-    got = passed(collections, tmp_path, {"webservers": one, "appservers": one, "dbservers": one})
+    # This run gathers its facts (no session facts): the plays that read
+    # them (vCPUs, memory, release) get them from the playbooks themselves.
+    got = passed(collections, tmp_path, {"webservers": one, "appservers": one, "dbservers": one}, gather=True)
     # The recorders' prepare says release r0 was live: site.yml dumps the
     # database and migrates once.
     assert set(got) - {"reports"} == set(ROLES) | {"flask_app:migrate", "postgres:dump"}
@@ -709,7 +741,7 @@ def test_a_wrong_app_entry_fails_before_any_change_naming_it(collections, tmp_pa
     one = {"host1": "10.0.0.5"}
     got = passed(collections, tmp_path, {"webservers": one, "appservers": one, "dbservers": one},
                  {"flaskops_apps": apps}, fails=True)
-    assert message in " ".join(got["output"].split())
+    assert message in got["failures"], got["failures"]
     # Nothing ran: the check is in the first play, before any role.
     assert "Record what the play passes the role" not in got["output"]
 
@@ -724,7 +756,7 @@ def test_a_bad_uwsgi_value_of_the_second_app_fails_before_the_first_is_deployed(
     apps = [{"name": "flaskapp", "nginx_server_name": "a.test"}, dict(LINKS, **bad)]
     got = passed(collections, tmp_path, {"webservers": one, "appservers": one, "dbservers": one},
                  {"flaskops_apps": apps}, fails=True)
-    assert message in " ".join(got["output"].split())
+    assert message in got["failures"], got["failures"]
     # The app servers' play stopped in its checks: no app role ran there.
     for role in ("flask_app", "uwsgi"):
         assert f"flaskops.stack.{role} : Record what the play passes the role" not in got["output"], role

@@ -358,12 +358,13 @@ def test_the_scheduled_purge_runs_from_its_timer_and_logs_under_the_apps_name(no
     old, recent = (psql(db, "INSERT INTO jobs (text, seconds, status, done_at) VALUES"
                             f" ('{text}', 0, 'done', now() - interval '{days} days') RETURNING id")[0]
                    for text, days in (("purged", 30), ("kept", 1)))
-    # What the timer starts at its time, started now.
+    # What the timer starts at its time, started now; its journal from here.
+    since = app1.check_output("date +%s.%N")
     app1.check_output("systemctl start flaskapp-job-purge.service")
     assert psql(db, f"SELECT id FROM jobs WHERE id IN ({old}, {recent})") == [recent]
 
     def logged() -> str:
-        return app1.check_output("journalctl -t flaskapp FLASKOPS_JOB=purge -o cat --no-pager")
+        return app1.check_output("journalctl -t flaskapp FLASKOPS_JOB=purge --since @%s -o cat --no-pager", since)
 
     # journald may write the line a moment after the job ended on a busy host.
     assert wait_for(lambda: "purge-jobs: deleted" in logged(), timeout=10), logged()
@@ -500,10 +501,12 @@ def test_a_command_started_from_the_live_link_keeps_its_release_when_the_link_mo
     other, link = "/srv/flaskapp/state/test-release", "/srv/flaskapp/state/test-current"
     app1.check_output("rm -rf %s && cp -a %s %s && ln -sfn %s %s", other, live, other, live, link)
     unit = f"flaskops-test-launcher-{time.time_ns()}"
-    # Imports the app's code only after the link has moved (5 s later).
+    # Imports the app's code only after the link has moved (5 s later), and
+    # says where the link pointed then: elsewhere, or the check proves nothing.
     app1.check_output("systemd-run --quiet --unit %s --uid flaskapp --gid flaskapp /usr/local/sbin/flaskops-run-release"
                       " %s %s python3 -c %s", unit, link, f"{link}/venv",
-                      "import time; time.sleep(5); import app.jobs, os; print(os.environ['FLASKOPS_RELEASE'], app.jobs.__file__)")
+                      f"import time, os; time.sleep(5); moved = os.readlink('{link}'); import app.jobs;"
+                      " print(os.environ['FLASKOPS_RELEASE'], app.jobs.__file__, moved)")
     # The link moves once the launcher has resolved it: when python3 runs in
     # its place (exec). A fixed wait would race a busy host.
     assert wait_for(lambda: app1.check_output("cat /proc/%s/comm", str(main_pid(app1, unit))) == "python3",
@@ -512,7 +515,7 @@ def test_a_command_started_from_the_live_link_keeps_its_release_when_the_link_mo
     assert wait_for(lambda: app1.run("systemctl is-active --quiet %s", unit).rc != 0, timeout=20)
     said = app1.check_output("journalctl -u %s -o cat --no-pager | grep jobs.py", unit).split()
     app1.run("rm -rf %s %s; systemctl reset-failed %s", link, other, unit)
-    assert said == [live.rsplit("/", 1)[1], f"{live}/app/jobs.py"], (said, live, other)
+    assert said == [live.rsplit("/", 1)[1], f"{live}/app/jobs.py", other], (said, live, other)
 
 
 def test_a_deploy_leaves_a_server_marked_down_by_hand_and_never_leaves_none_up(nodes):
