@@ -127,7 +127,7 @@ def collections(tmp_path_factory) -> Path:
 # Every inventory host of a test is this machine (local connection): its
 # facts are gathered once for the session and handed to each run through a
 # fact cache (smart gathering), instead of the setup module running for
-# every host of every run (about a second of CPU each, a third of the suite).
+# every host of every run.
 FACT_SEED = "facts-seed.json"
 
 
