@@ -144,7 +144,10 @@ def test_adding_a_name_reissues_the_certificate_with_it(host, pebble):
     names = (NAME, EXTRA_NAME.upper())
     before = served(host, NAME)
     result = run_converge(host, site_vars(pebble, *names), tags=["nginx"])
-    assert result.returncode == 0, result.failure_text or result.raw
+    # (On a failure, what certbot and pebble said: a failed challenge here
+    # failed once in four fresh-clone runs, cause not yet known.)
+    assert result.returncode == 0, (result.failure_text or result.raw) + host.run(
+        "tail -n 80 /var/log/letsencrypt/letsencrypt.log; journalctl -u flaskops-pebble --no-pager -n 40").stdout
     certificate = served(host, EXTRA_NAME)
     assert certificate["names"] == sorted([NAME, EXTRA_NAME])
     assert certificate["serial"] != before["serial"]
