@@ -1,5 +1,6 @@
 """Role `postgres`, seen on the converged host: logins, settings, backups, restore."""
 
+import json
 import os
 import re
 import time
@@ -7,10 +8,12 @@ from pathlib import Path
 
 import pytest
 from flaskops_testinfra import (assert_refused_by_the_role, files_state, main_pid, on_primary_distro_only,
-                                postgres_unit, postgres_version, run_converge, run_playbook)
+                                postgres_unit, postgres_version, run_converge, run_playbook, wait_for)
 
 EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "."))
 RESTORE_PLAYBOOK = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / "playbooks" / "restore.yml"
+RECOVER_PLAYBOOK = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / "playbooks" / "recover.yml"
+PITR = "runuser -u postgres -- pgbackrest --stanza=main"
 
 
 def app_password() -> str:
@@ -167,6 +170,18 @@ def test_a_value_postgres_rejects_fails_and_the_server_keeps_its_config(host):
     assert over_tcp(host, "flaskapp", app_password()).rc == 0
 
 
+def test_a_value_pgbackrest_rejects_fails_and_its_live_config_stays(host):
+    # 99 passes the role's own pattern for a level; pgBackRest refuses it.
+    on_primary_distro_only()
+    live = "/etc/pgbackrest/pgbackrest.conf"
+    before = host.file(live).sha256sum
+    result = run_converge(host, {"postgres_pitr_compress_level": "99"}, tags=["postgres"])
+    assert result.returncode != 0
+    assert "compress-level" in result.failure_text, result.failure_text
+    assert host.file(live).sha256sum == before
+    assert json.loads(host.check_output(f"{PITR} --output=json info"))[0]["status"]["code"] == 0
+
+
 def test_a_pg_hba_line_postgres_rejects_fails_and_the_live_rules_stay(host):
     # 10.0.0.300 passes the role's own pattern for an address; only the
     # throw-away server that checks the candidate pg_hba.conf rejects it
@@ -194,13 +209,15 @@ def test_a_pg_hba_line_postgres_rejects_fails_and_the_live_rules_stay(host):
     ({"postgres_app_client_addresses": ["0.0.0.0/0"]}, "postgres_app_client_addresses"),
     ({"postgres_port": 70000}, "postgres_port"),
     ({"postgres_backup_dir": "backups"}, "postgres_backup_dir"),
+    ({"postgres_pitr_repo_path": "pgbackrest"}, "postgres_pitr_repo_path"),
+    ({"postgres_pitr_retention_full": 0}, "postgres_pitr_retention_full"),
 ])
 def test_bad_input_fails_before_any_change(host, bad, variable):
     on_primary_distro_only()
     conf = f"/etc/postgresql/{postgres_version(host)}/main"
     files = [f"{conf}/pg_hba.conf", f"{conf}/conf.d/50-flaskops-restart.conf", f"{conf}/conf.d/60-flaskops-reload.conf",
              "/etc/systemd/system/flaskops-postgres-backup.service",
-             "/etc/systemd/system/flaskops-postgres-backup.timer"]
+             "/etc/systemd/system/flaskops-postgres-backup.timer", "/etc/pgbackrest/pgbackrest.conf"]
     pid, before = main_pid(host, postgres_unit(host)), files_state(host, files)
     result = run_converge(host, bad, tags=["postgres"])
     assert_refused_by_the_role(result, "postgres", variable)
@@ -282,3 +299,99 @@ def test_restore_without_a_name_takes_the_newest_dump(host):
     assert result.returncode == 0, result.failure_text or result.raw
     assert app_sql(host, "SELECT string_agg(body, ',') FROM picked") == f"newer-{run}"
     assert Path(newest).name in result.output, f"the run does not name {newest}"
+
+
+def timeline(host) -> int:
+    """The timeline the server writes WAL on (1 until a recovery promotes it)."""
+    return int(as_postgres(host, "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"), 16)
+
+
+def pitr_rows(host) -> str:
+    return as_postgres(host, "SELECT string_agg(n::text, ',' ORDER BY n) FROM pitr_notes", db="reports")
+
+
+def test_wal_goes_into_the_repository_as_the_server_writes_it(host):
+    """archive_command hands each WAL segment to pgBackRest: a segment the
+    server switches away from is in the repository within seconds."""
+    archived, failed = map(int, as_postgres(host, "SELECT archived_count, failed_count FROM pg_stat_archiver").split("|"))
+    segment = as_postgres(host, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+    as_postgres(host, "CREATE TABLE IF NOT EXISTS wal_probe (n int); INSERT INTO wal_probe VALUES (1); SELECT pg_switch_wal()",
+                db="reports")
+    in_repo = f"ls /var/lib/pgbackrest/archive/main/*/{segment[:16]}/{segment}-* >/dev/null 2>&1"
+    assert wait_for(lambda: host.run(in_repo).rc == 0, timeout=30), f"{segment} did not reach the repository"
+    now = tuple(map(int, as_postgres(host, "SELECT archived_count, failed_count FROM pg_stat_archiver").split("|")))
+    assert now[0] > archived and now[1] == failed, f"archived, failed: {archived}, {failed} before, {now} after"
+
+
+def test_scheduled_backups_and_the_first_full_one(host):
+    for kind in ("full", "diff"):
+        timer = host.service(f"flaskops-pgbackrest-backup@{kind}.timer")
+        assert timer.is_running and timer.is_enabled, kind
+    info = json.loads(host.check_output(f"{PITR} --output=json info"))[0]
+    assert info["status"]["code"] == 0, info["status"]
+    assert any(backup["type"] == "full" for backup in info["backup"]), info["backup"]
+    # A differential backup through the timer's unit (its sandbox) works too.
+    host.check_output("systemctl start flaskops-pgbackrest-backup@diff.service")
+    info = json.loads(host.check_output(f"{PITR} --output=json info"))[0]
+    assert info["backup"][-1]["type"] == "diff", info["backup"][-1]
+
+
+def test_recovery_to_a_moment_then_back_to_the_latest_change(host):
+    """Rows written, a moment T noted, more rows, a newer backup, a table
+    dropped by mistake: recovering to T brings back the table and only the
+    rows before T (from the backup before T, not the newer one); recovering
+    to the latest change of the timeline before brings back the later rows
+    (and the drop, which came last)."""
+    as_postgres(host, "DROP TABLE IF EXISTS pitr_notes; DROP TABLE IF EXISTS pitr_precious; "
+                      "CREATE TABLE pitr_notes (n int); INSERT INTO pitr_notes VALUES (1), (2), (3); "
+                      "CREATE TABLE pitr_precious AS SELECT 'keep me'::text AS body", db="reports")
+    moment = as_postgres(host, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'")
+    time.sleep(0.5)
+    as_postgres(host, "INSERT INTO pitr_notes VALUES (4), (5), (6)", db="reports")
+    host.check_output("systemctl start flaskops-pgbackrest-backup@full.service")
+    as_postgres(host, "DROP TABLE pitr_precious", db="reports")
+    before = timeline(host)
+
+    result = run_playbook(host, str(RECOVER_PLAYBOOK), {"postgres_recover_target": moment})
+    assert result.returncode == 0, result.failure_text or result.raw
+    assert pitr_rows(host) == "1,2,3"
+    assert as_postgres(host, "SELECT body FROM pitr_precious", db="reports") == "keep me"
+    assert timeline(host) > before
+    # The data directory it replaced is kept, and the server takes writes.
+    data = f"/var/lib/postgresql/{postgres_version(host)}/main"
+    assert host.check_output("ls -d %s.before-recovery-* | wc -l", data) != "0"
+    as_postgres(host, "INSERT INTO pitr_notes VALUES (100)", db="reports")
+
+    result = run_playbook(host, str(RECOVER_PLAYBOOK), {"postgres_recover_timeline": str(before)})
+    assert result.returncode == 0, result.failure_text or result.raw
+    assert pitr_rows(host) == "1,2,3,4,5,6"
+    assert as_postgres(host, "SELECT count(*) FROM pg_tables WHERE tablename = 'pitr_precious'", db="reports") == "0"
+    host.check_output("rm -rf %s.before-recovery-*", data)
+
+
+@pytest.mark.parametrize("target, message", [
+    ("the day before yesterday", "postgres_recover_target must be 'latest' or a moment"),
+    ("2001-01-01 00:00:00+00", "postgres_recover_target 2001-01-01 00:00:00+00 is outside"),
+])
+def test_recovery_refuses_a_target_it_cannot_reach_before_stopping(host, target, message):
+    pid = main_pid(host, postgres_unit(host))
+    result = run_playbook(host, str(RECOVER_PLAYBOOK), {"postgres_recover_target": target})
+    assert result.returncode != 0
+    assert message in result.failure_text, result.failure_text
+    assert main_pid(host, postgres_unit(host)) == pid
+
+
+def test_a_recovery_that_fails_leaves_the_server_on_its_data(host):
+    """A timeline the archive does not have passes the checks, but the server
+    cannot recover along it: the run fails, and the server is back on the
+    data directory it had, with what it held."""
+    as_postgres(host, "CREATE TABLE IF NOT EXISTS pitr_kept (body text); TRUNCATE pitr_kept; "
+                      "INSERT INTO pitr_kept VALUES ('still here')", db="reports")
+    data = f"/var/lib/postgresql/{postgres_version(host)}/main"
+    result = run_playbook(host, str(RECOVER_PLAYBOOK), {"postgres_recover_timeline": "99"})
+    assert result.returncode != 0
+    assert "The server runs on the data directory as it was" in result.failure_text, result.failure_text
+    assert host.service(postgres_unit(host)).is_running
+    assert as_postgres(host, "SELECT body FROM pitr_kept", db="reports") == "still here"
+    assert host.check_output("ls -d %s.failed-recovery-* | wc -l", data) != "0"
+    host.check_output("rm -rf %s.failed-recovery-*", data)
