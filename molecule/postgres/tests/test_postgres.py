@@ -170,14 +170,19 @@ def test_a_value_postgres_rejects_fails_and_the_server_keeps_its_config(host):
     assert over_tcp(host, "flaskapp", app_password()).rc == 0
 
 
-def test_a_value_pgbackrest_rejects_fails_and_its_live_config_stays(host):
+@pytest.mark.parametrize("bad, says", [
     # 99 passes the role's own pattern for a level; pgBackRest refuses it.
+    ({"postgres_pitr_compress_level": "99"}, "compress-level"),
+    # The repository was made without encryption: a passphrase cannot open it.
+    ({"postgres_pitr_cipher_passphrase": "not-the-repository's"}, '"code":99'),
+])
+def test_a_value_pgbackrest_rejects_fails_and_its_live_config_stays(host, bad, says):
     on_primary_distro_only()
     live = "/etc/pgbackrest/pgbackrest.conf"
     before = host.file(live).sha256sum
-    result = run_converge(host, {"postgres_pitr_compress_level": "99"}, tags=["postgres"])
+    result = run_converge(host, bad, tags=["postgres"])
     assert result.returncode != 0
-    assert "compress-level" in result.failure_text, result.failure_text
+    assert says in result.failure_text, result.failure_text
     assert host.file(live).sha256sum == before
     assert json.loads(host.check_output(f"{PITR} --output=json info"))[0]["status"]["code"] == 0
 
@@ -357,10 +362,15 @@ def test_recovery_to_a_moment_then_back_to_the_latest_change(host):
     assert pitr_rows(host) == "1,2,3"
     assert as_postgres(host, "SELECT body FROM pitr_precious", db="reports") == "keep me"
     assert timeline(host) > before
+    # Its report says how to go back.
+    assert f"postgres_recover_timeline={before} recovers to where it was" in result.output, result.output[-2000:]
     # The data directory it replaced is kept, and the server takes writes.
     data = f"/var/lib/postgresql/{postgres_version(host)}/main"
     assert host.check_output("ls -d %s.before-recovery-* | wc -l", data) != "0"
     as_postgres(host, "INSERT INTO pitr_notes VALUES (100)", db="reports")
+    # A backup on the new timeline (the timers go on): it cannot be the
+    # start of a recovery along the timeline before.
+    host.check_output("systemctl start flaskops-pgbackrest-backup@diff.service")
 
     result = run_playbook(host, str(RECOVER_PLAYBOOK), {"postgres_recover_timeline": str(before)})
     assert result.returncode == 0, result.failure_text or result.raw
