@@ -8,17 +8,21 @@ off leaves the other serving and its own data in place.
 
 import copy
 import json
+import os
 import re
 import time
+from pathlib import Path
 
 import pytest
-from flaskops_testinfra import client, http, on_primary_distro_only, run_converge, uwsgi_requests_served, wait_for
+from flaskops_testinfra import (client, http, main_pid, on_primary_distro_only, run_converge, run_playbook,
+                                uwsgi_requests_served, wait_for)
 
 NAMES = {"flaskapp": "flaskapp.flaskops.test", "links": "links.flaskops.test"}
 LINKS = f"https://{NAMES['links']}"
 FLASKAPP = f"https://{NAMES['flaskapp']}"
 LINKS_STATS = "/run/uwsgi/links/stats.sock"
 BACKUPS = "/var/backups/postgresql"
+RECOVER_PLAYBOOK = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / "playbooks" / "recover.yml"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -160,3 +164,28 @@ def test_an_app_taken_off_leaves_the_other_serving_and_its_data_kept(host):
     assert restored.returncode == 0, restored.failure_text or restored.raw
     assert wait_for(lambda: http(host, LINKS + "/healthz").status == 200, timeout=30)
     assert url in http(host, LINKS + "/api/links").body
+
+
+def test_recovery_to_a_moment_is_what_the_apps_serve(host):
+    """recover.yml on the whole stack: a link added before a moment is served
+    after recovering to it, one added after is not, and the apps' uWSGI were
+    stopped for it and serve again. (Back to the latest change: the postgres
+    scenario.)"""
+    on_primary_distro_only()
+    run = time.time_ns()
+    before, after = f"https://example.com/before-{run}", f"https://example.com/after-{run}"
+    add_link(host, before)
+    moment = psql(host, "postgres", "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'")
+    time.sleep(0.5)
+    add_link(host, after)
+    pids = {app: main_pid(host, f"uwsgi-{app}") for app in NAMES}
+
+    result = run_playbook(host, str(RECOVER_PLAYBOOK), {"postgres_recover_target": moment})
+    assert result.returncode == 0, result.failure_text or result.raw
+    assert wait_for(lambda: http(host, LINKS + "/healthz").status == 200, timeout=30)
+    served = http(host, LINKS + "/api/links").body
+    assert before in served and after not in served
+    assert http(host, FLASKAPP + "/health").status == 200
+    for app, pid in pids.items():
+        assert main_pid(host, f"uwsgi-{app}") not in (0, pid), f"uwsgi-{app} was not stopped and started again"
+    host.check_output("rm -rf /var/lib/postgresql/*/main.before-recovery-*")
