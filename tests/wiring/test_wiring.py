@@ -24,7 +24,9 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-ROLES = ("base", "firewall", "postgres", "flask_app", "uwsgi", "workers", "nginx")
+ROLES = ("base", "firewall", "postgres", "flask_app", "uwsgi", "workers", "nginx", "exporters", "prometheus")
+# Deployed only where the inventory has a `monitoring` group.
+MONITORING_ROLES = {"exporters", "prometheus"}
 # The ansible-playbook of the Python that runs the tests (the project venv).
 PLAYBOOK_COMMAND = str(Path(sys.executable).with_name("ansible-playbook"))
 PASSWORD = "s3cret/with@odd:chars"
@@ -291,7 +293,9 @@ def test_all_in_one_uses_loopback_and_the_unix_socket(collections, tmp_path):
     got = passed(collections, tmp_path, {"webservers": one, "appservers": one, "dbservers": one}, gather=True)
     # The recorders' prepare says release r0 was live: site.yml dumps the
     # database and migrates once.
-    assert set(got) - {"reports"} == set(ROLES) | {"flask_app:migrate", "postgres:dump"}
+    # No `monitoring` group: no exporters, Prometheus or monitoring role.
+    assert set(got) - {"reports"} == set(ROLES) - MONITORING_ROLES | {"flask_app:migrate", "postgres:dump"}
+    assert got["postgres"]["host1"]["postgres_monitoring_role"] == ""
     assert pick(got["postgres"]["host1"], "postgres_app_databases", "postgres_listen_addresses",
                 "postgres_app_connections") == {
         "postgres_app_databases": [{"name": "flaskapp", "user": "flaskapp", "password": PASSWORD,
@@ -390,6 +394,56 @@ def test_split_hosts_talk_over_their_private_addresses(collections, tmp_path):
         "app2": [{"name": "uwsgi flaskapp", "port": 3031, "sources": ["10.0.0.10"]}],
         "db": [{"name": "postgresql flaskapp", "port": 5432, "sources": ["10.0.0.21/32", "10.0.0.22/32"]}],
     }
+
+
+def test_monitoring_scrapes_every_host_on_its_private_address(collections, tmp_path):
+    """Prometheus on the database host: the other hosts' exporters listen on
+    their private addresses, open to it alone; its own on loopback. Each
+    host's exporters get what its roles published."""
+    got = passed(collections, tmp_path, {"webservers": {"lb": "10.0.0.10"}, "appservers": {"app1": "10.0.0.21"},
+                                         "dbservers": {"db": "10.0.0.30"}, "monitoring": {"db": "10.0.0.30"}})
+    exporters = got["exporters"]
+    assert {host: recorded["exporters_listen_address"] for host, recorded in exporters.items()} == {
+        "lb": "10.0.0.10", "app1": "10.0.0.21", "db": "127.0.0.1"}
+    assert pick(exporters["lb"], "exporters_nginx_status_url", "exporters_nginx_access_logs",
+                "exporters_tls_certificates", "exporters_uwsgi_sockets", "exporters_postgres_role") == {
+        "exporters_nginx_status_url": "http://127.0.0.1:8080/stub_status",
+        "exporters_nginx_access_logs": ["/var/log/nginx/flaskapp.access.log"],
+        "exporters_tls_certificates": {"flaskapp": "/etc/nginx/tls/flaskapp.selfsigned.crt"},
+        "exporters_uwsgi_sockets": {}, "exporters_postgres_role": ""}
+    assert pick(exporters["app1"], "exporters_nginx_status_url", "exporters_uwsgi_sockets",
+                "exporters_pgbackrest_stanzas") == {
+        "exporters_nginx_status_url": "", "exporters_uwsgi_sockets": {"flaskapp": "10.0.0.21:3031"},
+        "exporters_pgbackrest_stanzas": []}
+    assert pick(exporters["db"], "exporters_postgres_role", "exporters_postgres_socket_dir",
+                "exporters_pgbackrest_stanzas", "exporters_nginx_access_logs") == {
+        "exporters_postgres_role": "prometheus", "exporters_postgres_socket_dir": "/var/run/postgresql",
+        "exporters_pgbackrest_stanzas": [{"stanza": "main", "max_age": 93600}], "exporters_nginx_access_logs": []}
+    # The role the exporter logs in as is the one the postgres role creates.
+    assert got["postgres"]["db"]["postgres_monitoring_role"] == "prometheus"
+    # Only the monitoring host may reach the exporters of the others.
+    rules = {host: [rule for rule in recorded["firewall_rules"] if rule["port"] in (9100, 9113, 3903, 9187)]
+             for host, recorded in got["firewall"].items()}
+    assert rules == {
+        "lb": [{"name": "node exporter", "port": 9100, "sources": ["10.0.0.30"]},
+               {"name": "nginx exporter", "port": 9113, "sources": ["10.0.0.30"]},
+               {"name": "mtail", "port": 3903, "sources": ["10.0.0.30"]}],
+        "app1": [{"name": "node exporter", "port": 9100, "sources": ["10.0.0.30"]}],
+        "db": []}
+    assert set(got["prometheus"]) == {"db"}
+    assert sorted(got["prometheus"]["db"]["prometheus_scrape_targets"], key=lambda t: (t["host"], t["job"])) == [
+        {"job": "node", "address": "10.0.0.21:9100", "host": "app1"},
+        {"job": "node", "address": "127.0.0.1:9100", "host": "db"},
+        {"job": "postgres", "address": "127.0.0.1:9187", "host": "db"},
+        {"job": "mtail", "address": "10.0.0.10:3903", "host": "lb"},
+        {"job": "nginx", "address": "10.0.0.10:9113", "host": "lb"},
+        {"job": "node", "address": "10.0.0.10:9100", "host": "lb"}]
+    # A run limited to the monitoring host knows no other host's exporters:
+    # Prometheus' configuration is left as it is rather than cut down.
+    got = passed(collections, tmp_path, {"webservers": {"lb": "10.0.0.10"}, "appservers": {"app1": "10.0.0.21"},
+                                         "dbservers": {"db": "10.0.0.30"}, "monitoring": {"db": "10.0.0.30"}},
+                 limit="db")
+    assert set(got["exporters"]) == {"db"} and "prometheus" not in got
 
 
 def test_a_web_and_app_host_keeps_its_socket_beside_a_remote_app_host(collections, tmp_path):
