@@ -12,9 +12,9 @@ export FLASKOPS_EXTRA_CA_FILE = $(shell scripts/testbed.sh ca)
 # The Debian release every scenario runs on (FLASKOPS_DISTRO); SCENARIO@SUITE
 # in SCENARIOS runs one on another release too.
 export FLASKOPS_DISTRO ?= bookworm
-# Scenarios `make test` runs, longest first but for postgres, which goes
-# before core@ and faults so that the two slots end closer together (the
-# durations are in the commit that moved it); MOLECULE_JOBS of them at a time:
+# Scenarios `make test` runs, in the order that lets the two slots end
+# closest together with the durations of the last runs (the commit that set
+# it has them), the longest first; MOLECULE_JOBS of them at a time:
 # each on the release above (multinode puts three of its four hosts on the
 # other release of SUITES), and the other ansible-core lines (core@VERSIONS,
 # scripts/core-matrix.sh, whose controller host runs Debian 13).
@@ -23,8 +23,8 @@ export FLASKOPS_DISTRO ?= bookworm
 SCENARIO_NAMES := multinode default app nginx faults postgres base
 # The ansible-core lines tested besides the controller's own (meta/runtime.yml).
 CORE_VERSIONS ?= 2.20 2.21
-SCENARIOS   ?= multinode app default nginx postgres \
-               $(if $(strip $(CORE_VERSIONS)),core@$(subst $(space),$(comma),$(strip $(CORE_VERSIONS)))) faults base
+SCENARIOS   ?= multinode default app nginx \
+               $(if $(strip $(CORE_VERSIONS)),core@$(subst $(space),$(comma),$(strip $(CORE_VERSIONS)))) postgres faults base
 export MOLECULE_JOBS ?= 2
 SUITES      ?= bookworm trixie
 # The release multinode puts lb, app2 and db on: the first other one.
@@ -62,16 +62,17 @@ bench: venv collection-link ## provisioning and serving benchmarks on a fresh co
 down: venv ## remove the local container host
 	@scripts/local-host.sh down
 
-# Checks that need no test-bed host: `make test` runs them in one of the
-# MOLECULE_JOBS slots, next to the first scenario, rather than before all
-# (each is mostly one process: alone, they would leave a core idle).
-SLOT_CHECKS := lint sample-app-test wiring-test galaxy-import ee-context sanity
+# Checks that need no test-bed host: `make test` runs them in the
+# MOLECULE_JOBS slots beside the scenarios, rather than before all (each is
+# mostly one process: alone, they would leave a core idle); the wiring
+# tests, the longest, as a run of their own, so that the slots share them.
+SLOT_CHECKS := lint sample-app-test galaxy-import ee-context sanity
 
 test: venv collection-link collection-test images ## everything the project checks
-	@scripts/molecule-all.sh make@slot-checks $(SCENARIOS)
+	@scripts/molecule-all.sh make@slot-checks make@wiring-test $(SCENARIOS)
 	@echo "make test: all checks passed"
 
-slot-checks: $(SLOT_CHECKS) ## lint, sample apps, wiring, Galaxy import, EE context, sanity: one after another
+slot-checks: $(SLOT_CHECKS) ## lint, sample apps, Galaxy import, EE context, sanity: one after another
 
 
 test-quick: venv collection-link lint sample-app-test wiring-test images ## inner loop: lint, the sample app's tests, wiring, the base scenario
