@@ -221,7 +221,10 @@ def run_playbook(host, playbook: str, extra_vars: dict, tags: list[str] | None =
     import os
     import subprocess
 
-    cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], playbook, "-e", json.dumps(extra_vars)]
+    # The inventory's directory, as Molecule's own runs use it: it also
+    # holds the scenario's own hosts file (provisioner.inventory.hosts).
+    inventory = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
+    cmd = ["ansible-playbook", "-i", inventory, playbook, "-e", json.dumps(extra_vars)]
     if host is not None:
         cmd += ["--limit", host.backend.get_hostname()]
     if check:
