@@ -139,8 +139,9 @@ def reachable(address: str, port: int) -> bool:
 
 
 def test_from_outside_the_inventory_only_the_load_balancers_http_ports_answer(nodes):
-    # Every port the stack listens on beyond loopback, host by host.
-    listened = {"lb": [80, 443], "app1": [3031], "app2": [3031, 3032], "db": [5432]}
+    # Every port the stack listens on beyond loopback, host by host: the
+    # exporters of the hosts Prometheus (on db) scrapes from afar too.
+    listened = {"lb": [80, 443, 9100, 9113, 3903], "app1": [3031, 9100], "app2": [3031, 3032, 9100], "db": [5432]}
     for name, ports in listened.items():
         for port in ports:
             assert nodes[name].socket(f"tcp://{address(nodes[name])}:{port}").is_listening or name == "lb", \
@@ -150,6 +151,34 @@ def test_from_outside_the_inventory_only_the_load_balancers_http_ports_answer(no
     assert answered == {"lb": [80, 443], "app1": [], "app2": [], "db": []}
     # The web host reaches the app hosts' uWSGI: the site answers through both.
     assert http(nodes["lb"], SITE + "/health").status == 200
+
+
+def test_prometheus_on_the_database_host_scrapes_every_host_over_the_private_network(nodes):
+    """Every exporter answers Prometheus (db) through its host's firewall, on
+    the host's private address; the database host's own on loopback. The
+    load balancer, no monitoring host, is dropped by the same firewalls."""
+    db = nodes["db"]
+    want = {("lb", "node"), ("lb", "nginx"), ("lb", "mtail"), ("app1", "node"), ("app2", "node"),
+            ("db", "node"), ("db", "postgres"), ("db", "prometheus")}
+
+    def targets() -> list[dict]:
+        out = db.check_output("python3 -c %s", "import urllib.request; print(urllib.request.urlopen("
+                              "'http://127.0.0.1:9090/api/v1/targets').read().decode())")
+        return json.loads(out)["data"]["activeTargets"]
+
+    def all_up() -> bool:
+        found = targets()
+        return ({(t["labels"]["host"].rsplit("-", 1)[1], t["labels"]["job"]) for t in found} == want
+                and all(t["health"] == "up" for t in found))
+    assert wait_for(all_up, timeout=60), targets()
+    for target in targets():
+        name = target["labels"]["host"].rsplit("-", 1)[1]
+        expected = "127.0.0.1" if name == "db" else address(nodes[name])
+        assert target["scrapeUrl"].startswith(f"http://{expected}:"), target["scrapeUrl"]
+    # The same port from the load balancer: dropped.
+    probe = "import socket; socket.create_connection(('%s', 9100), timeout=3); print('open')"
+    refused = nodes["lb"].run("python3 -c %s", probe % address(nodes["app1"]))
+    assert "open" not in refused.stdout and "timed out" in refused.stderr, refused.stdout + refused.stderr
 
 
 def test_the_firewall_comes_off_when_disabled_and_back_after_a_deleted_table(nodes):
