@@ -156,6 +156,22 @@ def statuses(codes: list[int]) -> dict[int, int]:
     return {code: codes.count(code) for code in sorted(set(codes))}
 
 
+def prometheus_targets_scraped_now(host, url: str = "http://127.0.0.1:9090", timeout: float = 60) -> list[dict]:
+    """Prometheus' targets (on host, its API at url) as the first scrape of
+    each after this call finds them, not as an earlier one did."""
+    import datetime
+    import json
+
+    now = datetime.datetime.fromisoformat(host.check_output("date -u +%Y-%m-%dT%H:%M:%S.%6NZ"))
+
+    def targets() -> list[dict]:
+        found = json.loads(http(host, url + "/api/v1/targets").body)["data"]["activeTargets"]
+        return found if all(datetime.datetime.fromisoformat(t["lastScrape"]) > now for t in found) else []
+
+    assert wait_for(targets, timeout=timeout), "Prometheus did not scrape every target again"
+    return targets()
+
+
 def wait_for(predicate, timeout: float = 30, step: float = 0.5) -> bool:
     """Poll predicate until it is true; a predicate whose command fails counts as not yet."""
     import time

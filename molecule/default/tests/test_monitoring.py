@@ -8,7 +8,6 @@ on loopback). The scenario runs scrapes and rules every 2 s, with
 prometheus_alert_down_for at 10 s (molecule.yml).
 """
 
-import datetime
 import json
 import os
 import subprocess
@@ -16,8 +15,8 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from flaskops_testinfra import (assert_refused_by_the_role, http, on_primary_distro_only, postgres_unit, put_file,
-                                run_converge, wait_for)
+from flaskops_testinfra import (assert_refused_by_the_role, http, on_primary_distro_only, postgres_unit,
+                                prometheus_targets_scraped_now, put_file, run_converge, wait_for)
 
 PROMETHEUS = "http://127.0.0.1:9090"
 ALERTMANAGER = "http://127.0.0.1:9093"
@@ -48,17 +47,8 @@ def in_alertmanager(host, name: str) -> list[dict]:
     return [alert for alert in json.loads(resp.body) if alert["labels"]["alertname"] == name]
 
 
-def scraped_since(host, moment: datetime.datetime) -> list[dict]:
-    """Every target, once each has been scraped after moment; [] until then."""
-    targets = api(host, "/api/v1/targets")["activeTargets"]
-    return targets if all(datetime.datetime.fromisoformat(t["lastScrape"]) > moment for t in targets) else []
-
-
 def test_every_scrape_target_is_up(host):
-    """Each target as its next scrape finds it (not as the last one did)."""
-    now = datetime.datetime.fromisoformat(host.check_output("date -u +%Y-%m-%dT%H:%M:%S.%6NZ"))
-    assert wait_for(lambda: scraped_since(host, now), timeout=30)
-    targets = scraped_since(host, now)
+    targets = prometheus_targets_scraped_now(host, PROMETHEUS, timeout=30)
     assert {t["labels"]["job"] for t in targets} == JOBS
     assert [t for t in targets if t["health"] != "up"] == []
     # Every series carries the inventory name of its host.

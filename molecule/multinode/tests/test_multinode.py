@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from flaskops_testinfra import (assert_refused_by_the_role, client, http, load_running, main_pid, postgres_unit,
-                                run_playbook, start_load, statuses, stop_load, uwsgi_request, uwsgi_requests_served,
-                                wait_for)
+                                prometheus_targets_scraped_now, run_playbook, start_load, statuses, stop_load,
+                                uwsgi_request, uwsgi_requests_served, wait_for)
 
 SITE = "https://127.0.0.1"
 STATS = "/run/uwsgi/flaskapp/stats.sock"
@@ -160,18 +160,11 @@ def test_prometheus_on_the_database_host_scrapes_every_host_over_the_private_net
     db = nodes["db"]
     want = {("lb", "node"), ("lb", "nginx"), ("lb", "mtail"), ("app1", "node"), ("app2", "node"),
             ("db", "node"), ("db", "postgres"), ("db", "prometheus")}
-
-    def targets() -> list[dict]:
-        out = db.check_output("python3 -c %s", "import urllib.request; print(urllib.request.urlopen("
-                              "'http://127.0.0.1:9090/api/v1/targets').read().decode())")
-        return json.loads(out)["data"]["activeTargets"]
-
-    def all_up() -> bool:
-        found = targets()
-        return ({(t["labels"]["host"].rsplit("-", 1)[1], t["labels"]["job"]) for t in found} == want
-                and all(t["health"] == "up" for t in found))
-    assert wait_for(all_up, timeout=60), targets()
-    for target in targets():
+    # Each as the next scrape finds it: the last one may predate a change.
+    targets = prometheus_targets_scraped_now(db)
+    assert {(t["labels"]["host"].rsplit("-", 1)[1], t["labels"]["job"]) for t in targets} == want
+    assert [t["scrapeUrl"] for t in targets if t["health"] != "up"] == []
+    for target in targets:
         name = target["labels"]["host"].rsplit("-", 1)[1]
         expected = "127.0.0.1" if name == "db" else address(nodes[name])
         assert target["scrapeUrl"].startswith(f"http://{expected}:"), target["scrapeUrl"]
