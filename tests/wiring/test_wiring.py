@@ -296,6 +296,7 @@ def test_all_in_one_uses_loopback_and_the_unix_socket(collections, tmp_path):
     # No `monitoring` group: no exporters, Prometheus or monitoring role.
     assert set(got) - {"reports"} == set(ROLES) - MONITORING_ROLES | {"flask_app:migrate", "postgres:dump"}
     assert got["postgres"]["host1"]["postgres_monitoring_role"] == ""
+    assert got["nginx"]["host1"]["nginx_status"] is False
     assert pick(got["postgres"]["host1"], "postgres_app_databases", "postgres_listen_addresses",
                 "postgres_app_connections") == {
         "postgres_app_databases": [{"name": "flaskapp", "user": "flaskapp", "password": PASSWORD,
@@ -419,7 +420,9 @@ def test_monitoring_scrapes_every_host_on_its_private_address(collections, tmp_p
                 "exporters_pgbackrest_stanzas", "exporters_nginx_access_logs") == {
         "exporters_postgres_role": "prometheus", "exporters_postgres_socket_dir": "/var/run/postgresql",
         "exporters_pgbackrest_stanzas": [{"stanza": "main", "max_age": 93600}], "exporters_nginx_access_logs": []}
-    # The role the exporter logs in as is the one the postgres role creates.
+    # nginx serves the stub_status page the exporter reads; the role the
+    # exporter logs in as is the one the postgres role creates.
+    assert got["nginx"]["lb"]["nginx_status"] is True
     assert got["postgres"]["db"]["postgres_monitoring_role"] == "prometheus"
     # Only the monitoring host may reach the exporters of the others.
     rules = {host: [rule for rule in recorded["firewall_rules"] if rule["port"] in (9100, 9113, 3903, 9187)]
