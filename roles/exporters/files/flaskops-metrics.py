@@ -14,14 +14,20 @@ CONFIG: {"textfile_dir": DIR, "uwsgi": {app: socket}, "pgbackrest":
   be, and the repository's status code, from `pgbackrest info` run as the
   postgres user.
 - TLS: when each site's certificate expires (openssl).
-A kind that fails to collect keeps no stale file: its file says so
-(flaskops_collector_success 0) and the run exits non-zero.
+A kind that fails to collect, whole or in part, keeps no stale value: its
+file says so (flaskops_collector_success 0, which the MetricsCollectorFailing
+alert watches), with what was collected, and the failure goes to stderr
+(the unit's journal). The run fails only when it cannot read its
+configuration or write the files.
 """
 import datetime
 import json
 import os
 import subprocess
 import sys
+
+# Seconds any one command may take: a hung one must not hold the timer.
+TIMEOUT = 60
 
 
 def quote(value):
@@ -40,7 +46,7 @@ def listen_queue(socket_name):
     else:
         port = socket_name.rsplit(":", 1)[1]
         command = ["ss", "-Htl", f"sport = :{port}"]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=TIMEOUT).stdout
     rows = [line.split() for line in output.splitlines() if line.strip()]
     if not rows:
         return None
@@ -81,7 +87,7 @@ def pgbackrest(stanzas):
         command = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups",
                    "pgbackrest", f"--stanza={stanza}", "--output=json",
                    "--log-level-file=off", "--log-level-console=warn", "info"]
-        result = subprocess.run(command, capture_output=True, text=True, check=True)
+        result = subprocess.run(command, capture_output=True, text=True, check=True, timeout=TIMEOUT)
         info = json.loads(result.stdout)
         found = info[0] if info else {"backup": [], "status": {"code": 99}}
         stops = [backup["timestamp"]["stop"] for backup in found.get("backup", [])]
@@ -97,15 +103,32 @@ def tls(certificates):
         "# HELP flaskops_tls_certificate_not_after_seconds When the site's certificate expires.",
         "# TYPE flaskops_tls_certificate_not_after_seconds gauge",
     ]
+    failed = []
     for site, path in sorted(certificates.items()):
-        output = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-in", path],
-                                capture_output=True, text=True, check=True).stdout
-        # notAfter=Mar  5 12:00:00 2027 GMT
-        stamp = datetime.datetime.strptime(output.strip().split("=", 1)[1], "%b %d %H:%M:%S %Y %Z")
+        # One site's missing certificate (an ACME one not obtained yet) must
+        # not hide the others'.
+        try:
+            output = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-in", path],
+                                    capture_output=True, text=True, check=True, timeout=TIMEOUT).stdout
+            # notAfter=Mar  5 12:00:00 2027 GMT
+            stamp = datetime.datetime.strptime(output.strip().split("=", 1)[1], "%b %d %H:%M:%S %Y %Z")
+        except (OSError, ValueError, IndexError, subprocess.SubprocessError) as error:
+            failed.append(f"{site}: {error} {getattr(error, 'stderr', '') or ''}".strip())
+            continue
         stamp = stamp.replace(tzinfo=datetime.timezone.utc)
         lines.append(sample("flaskops_tls_certificate_not_after_seconds",
                             {"site": site, "file": path}, int(stamp.timestamp())))
+    if failed:
+        raise Partial(lines, "; ".join(failed))
     return lines
+
+
+class Partial(Exception):
+    """Some of a kind was collected (lines), some not (the message)."""
+
+    def __init__(self, lines, message):
+        super().__init__(message)
+        self.lines = lines
 
 
 def write(directory, kind, lines, success):
@@ -123,7 +146,6 @@ def write(directory, kind, lines, success):
 def main():
     with open(sys.argv[1], encoding="utf-8") as handle:
         config = json.load(handle)
-    failed = False
     for kind, collect in (("uwsgi", uwsgi), ("pgbackrest", pgbackrest), ("tls", tls)):
         path = os.path.join(config["textfile_dir"], f"flaskops_{kind}.prom")
         if not config.get(kind):
@@ -132,12 +154,13 @@ def main():
             continue
         try:
             write(config["textfile_dir"], kind, collect(config[kind]), True)
-        except (OSError, ValueError, KeyError, IndexError, subprocess.CalledProcessError) as error:
+        except Partial as error:
+            print(f"flaskops-metrics: {kind}: {error}", file=sys.stderr)
+            write(config["textfile_dir"], kind, error.lines, False)
+        except (OSError, ValueError, KeyError, IndexError, TypeError, subprocess.SubprocessError) as error:
             detail = getattr(error, "stderr", "") or ""
             print(f"flaskops-metrics: {kind}: {error} {detail}".strip(), file=sys.stderr)
             write(config["textfile_dir"], kind, [], False)
-            failed = True
-    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":
