@@ -24,9 +24,12 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-ROLES = ("base", "firewall", "postgres", "flask_app", "uwsgi", "workers", "nginx", "exporters", "prometheus")
+ROLES = ("base", "firewall", "postgres", "flask_app", "uwsgi", "workers", "nginx", "exporters", "prometheus",
+         "backup_repository")
 # Deployed only where the inventory has a `monitoring` group.
 MONITORING_ROLES = {"exporters", "prometheus"}
+# Deployed only where the inventory has a `backupservers` host.
+BACKUP_ROLES = {"backup_repository"}
 # The ansible-playbook of the Python that runs the tests (the project venv).
 PLAYBOOK_COMMAND = str(Path(sys.executable).with_name("ansible-playbook"))
 PASSWORD = "s3cret/with@odd:chars"
@@ -62,11 +65,43 @@ _FAILS_ON_REQUEST = """
     msg: the test makes uwsgi fail here
   when: inventory_hostname in wiring_fail_uwsgi_on | default([])
 """
+# What the postgres role's pitr_identity publishes for a repository host.
+_PITR_IDENTITY = """
+- name: Publish what the repository host needs
+  ansible.builtin.set_fact:
+    postgres_pitr_published:
+      stanza: "{{ postgres_pitr_stanza }}"
+      data_dir: /var/lib/postgresql/15/main
+      port: "{{ postgres_port | int }}"
+      socket_dir: /var/run/postgresql
+      client_key: ssh-ed25519 AAAApostgres postgres@{{ inventory_hostname }}
+      host_key: ssh-ed25519 AAAAhost-{{ inventory_hostname }}
+      version: "2.45"
+      retention_full: "{{ postgres_pitr_retention_full | int }}"
+      retention_diff: "{{ postgres_pitr_retention_diff | int }}"
+      compress_type: "{{ postgres_pitr_compress_type }}"
+      compress_level: "{{ postgres_pitr_compress_level }}"
+      cipher_passphrase: "{{ postgres_pitr_cipher_passphrase }}"
+      full_on_calendar: "{{ postgres_pitr_full_on_calendar }}"
+      diff_on_calendar: "{{ postgres_pitr_diff_on_calendar }}"
+      first_backup: "{{ postgres_pitr_first_backup | bool }}"
+"""
+# What the backup_repository role publishes (the real one reads the keys).
+_REPOSITORY_IDENTITY = """---
+- name: Publish the repository host's identity
+  ansible.builtin.set_fact:
+    backup_repository_published:
+      user: "{{ backup_repository_user }}"
+      client_key: ssh-ed25519 AAAArepository pgbackrest@{{ inventory_hostname }}
+      host_key: ssh-ed25519 AAAAhost-{{ inventory_hostname }}
+      version: "2.45"
+"""
 # Entry points recorded as <role>:<entry>, and what each then publishes.
 ENTRY_POINTS = {
     "flask_app": {"migrate": ""},
     "nginx": {"upstream": ""},
-    "postgres": {"dump": """
+    "backup_repository": {"stanza": ""},
+    "postgres": {"pitr_identity": _PITR_IDENTITY, "dump": """
 - name: Publish the dumps
   ansible.builtin.set_fact:
     postgres_dump_files: >-
@@ -98,6 +133,9 @@ def collections(tmp_path_factory) -> Path:
         if (real / "tasks" / "publish.yml").is_file():
             (tasks / "publish.yml").symlink_to(real / "tasks" / "publish.yml")
             recorder += "\n- name: Publish\n  ansible.builtin.import_tasks: publish.yml\n"
+        if role == "backup_repository":
+            (tasks / "publish.yml").unlink()
+            (tasks / "publish.yml").write_text(_REPOSITORY_IDENTITY)
         # uwsgi's main (the switch play) fails on the hosts a test names,
         # and its health check (after a switch back) passes.
         if role == "uwsgi":
@@ -293,8 +331,9 @@ def test_all_in_one_uses_loopback_and_the_unix_socket(collections, tmp_path):
     got = passed(collections, tmp_path, {"webservers": one, "appservers": one, "dbservers": one}, gather=True)
     # The recorders' prepare says release r0 was live: site.yml dumps the
     # database and migrates once.
-    # No `monitoring` group: no exporters, Prometheus or monitoring role.
-    assert set(got) - {"reports"} == set(ROLES) - MONITORING_ROLES | {"flask_app:migrate", "postgres:dump"}
+    # No `monitoring` group: no exporters, Prometheus or monitoring role;
+    # no `backupservers` host: no repository host.
+    assert set(got) - {"reports"} == set(ROLES) - MONITORING_ROLES - BACKUP_ROLES | {"flask_app:migrate", "postgres:dump"}
     assert got["postgres"]["host1"]["postgres_monitoring_role"] == ""
     assert got["nginx"]["host1"]["nginx_status"] is False
     assert pick(got["postgres"]["host1"], "postgres_app_databases", "postgres_listen_addresses",
@@ -447,6 +486,44 @@ def test_monitoring_scrapes_every_host_on_its_private_address(collections, tmp_p
                                          "dbservers": {"db": "10.0.0.30"}, "monitoring": {"db": "10.0.0.30"}},
                  limit="db")
     assert set(got["exporters"]) == {"db"} and "prometheus" not in got
+
+
+def test_a_backup_host_keeps_the_repository_and_each_end_lets_the_other_in(collections, tmp_path):
+    """With a backupservers host: it gets the database host's address, data
+    directory, key and the postgres role's backup policy; the database host
+    gets its address and key; each firewall lets the other in on SSH."""
+    got = passed(collections, tmp_path, {"webservers": {"lb": "10.0.0.10"}, "appservers": {"app1": "10.0.0.21"},
+                                         "dbservers": {"db": "10.0.0.30"}, "backupservers": {"backup": "10.0.0.40"}},
+                 extra={"postgres_pitr_retention_full": 3})
+    assert set(got["backup_repository"]) == {"backup"} and set(got["backup_repository:stanza"]) == {"backup"}
+    assert pick(got["backup_repository"]["backup"], "backup_repository_stanza", "backup_repository_pg_host",
+                "backup_repository_pg_path", "backup_repository_pg_client_key", "backup_repository_pg_host_key",
+                "backup_repository_pg_version", "backup_repository_retention_full", "backup_repository_retention_diff",
+                "backup_repository_compress_type", "backup_repository_full_on_calendar") == {
+        "backup_repository_stanza": "main", "backup_repository_pg_host": "10.0.0.30",
+        "backup_repository_pg_path": "/var/lib/postgresql/15/main",
+        "backup_repository_pg_client_key": "ssh-ed25519 AAAApostgres postgres@db",
+        "backup_repository_pg_host_key": "ssh-ed25519 AAAAhost-db", "backup_repository_pg_version": "2.45",
+        "backup_repository_retention_full": 3, "backup_repository_retention_diff": 7,
+        "backup_repository_compress_type": "zst", "backup_repository_full_on_calendar": "Sun *-*-* 01:30:00"}
+    assert got["backup_repository:stanza"]["backup"]["backup_repository_first_backup"] is True
+    assert pick(got["postgres"]["db"], "postgres_pitr_repo_host", "postgres_pitr_repo_host_user",
+                "postgres_pitr_repo_host_key", "postgres_pitr_repo_client_key", "postgres_pitr_repo_version") == {
+        "postgres_pitr_repo_host": "10.0.0.40", "postgres_pitr_repo_host_user": "pgbackrest",
+        "postgres_pitr_repo_host_key": "ssh-ed25519 AAAAhost-backup",
+        "postgres_pitr_repo_client_key": "ssh-ed25519 AAAArepository pgbackrest@backup",
+        "postgres_pitr_repo_version": "2.45"}
+    rules = {host: [rule for rule in recorded["firewall_rules"] if rule["name"] == "pgbackrest ssh"]
+             for host, recorded in got["firewall"].items()}
+    assert rules == {"lb": [], "app1": [], "db": [{"name": "pgbackrest ssh", "sources": ["10.0.0.40"], "port": 22}],
+                     "backup": [{"name": "pgbackrest ssh", "sources": ["10.0.0.30"], "port": 22}]}
+
+
+def test_a_backup_host_that_is_the_database_host_is_refused(collections, tmp_path):
+    one = {"host1": "10.0.0.5"}
+    failed = passed(collections, tmp_path, {"webservers": one, "appservers": one, "dbservers": one, "backupservers": one},
+                    fails=True)
+    assert "The backupservers group must hold one host at most" in failed["failures"], failed["output"][-2000:]
 
 
 def test_a_web_and_app_host_keeps_its_socket_beside_a_remote_app_host(collections, tmp_path):
