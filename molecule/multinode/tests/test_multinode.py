@@ -141,14 +141,16 @@ def reachable(address: str, port: int) -> bool:
 def test_from_outside_the_inventory_only_the_load_balancers_http_ports_answer(nodes):
     # Every port the stack listens on beyond loopback, host by host: the
     # exporters of the hosts Prometheus (on db) scrapes from afar too.
-    listened = {"lb": [80, 443, 9100, 9113, 3903], "app1": [3031, 9100], "app2": [3031, 3032, 9100], "db": [5432]}
+    # SSH on db and backup: let through between the two only.
+    listened = {"lb": [80, 443, 9100, 9113, 3903], "app1": [3031, 9100], "app2": [3031, 3032, 9100], "db": [5432, 22],
+                "backup": [9100, 22]}
     for name, ports in listened.items():
         for port in ports:
             assert nodes[name].socket(f"tcp://{address(nodes[name])}:{port}").is_listening or name == "lb", \
                 f"nothing listens on {name}:{port}: the check below would prove nothing"
     answered = {name: [port for port in ports if reachable(address(nodes[name]), port)]
                 for name, ports in listened.items()}
-    assert answered == {"lb": [80, 443], "app1": [], "app2": [], "db": []}
+    assert answered == {"lb": [80, 443], "app1": [], "app2": [], "db": [], "backup": []}
     # The web host reaches the app hosts' uWSGI: the site answers through both.
     assert http(nodes["lb"], SITE + "/health").status == 200
 
@@ -159,7 +161,7 @@ def test_prometheus_on_the_database_host_scrapes_every_host_over_the_private_net
     load balancer, no monitoring host, is dropped by the same firewalls."""
     db = nodes["db"]
     want = {("lb", "node"), ("lb", "nginx"), ("lb", "mtail"), ("app1", "node"), ("app2", "node"),
-            ("db", "node"), ("db", "postgres"), ("db", "prometheus")}
+            ("db", "node"), ("db", "postgres"), ("db", "prometheus"), ("backup", "node")}
     # Each as the next scrape finds it: the last one may predate a change.
     targets = prometheus_targets_scraped_now(db)
     assert {(t["labels"]["host"].rsplit("-", 1)[1], t["labels"]["job"]) for t in targets} == want
@@ -664,3 +666,64 @@ def test_a_failed_migration_switches_no_host_and_its_dump_restores(nodes):
     assert "written before the failed migration" in bodies and "written by the broken migration" not in bodies, bodies
     lb = nodes["lb"]
     assert wait_for(lambda: http(lb, f"{SITE}/health").status == 200, timeout=30)
+
+
+def pgbackrest_info(node, user: str) -> dict:
+    """The stanza as `pgbackrest info` on this host reports it."""
+    return json.loads(node.check_output("runuser -u %s -- pgbackrest --stanza=main --output=json info", user))[0]
+
+
+def test_a_passphrase_the_repository_host_cannot_use_leaves_both_ends_as_they_were(nodes):
+    """The repository on backup was made without encryption: its check
+    refuses the candidate configuration, and neither backup's nor db's live
+    pgBackRest file changes."""
+    db, backup = nodes["db"], nodes["backup"]
+    live = "/etc/pgbackrest/pgbackrest.conf"
+    before = {name: nodes[name].file(live).sha256sum for name in ("db", "backup")}
+    result = run_playbook(None, str(PLAYBOOKS / "site.yml"), {"postgres_pitr_cipher_passphrase": "not-the-repository's"},
+                          tags=["postgres"])
+    assert result.returncode != 0
+    assert "flaskops.stack.backup_repository : Write pgBackRest's configuration (checked by pgBackRest before it goes live)" \
+        in result.failed_tasks, result.failures
+    assert '"code":99' in result.failure_text, result.failure_text
+    assert {name: nodes[name].file(live).sha256sum for name in ("db", "backup")} == before
+    assert pgbackrest_info(backup, "pgbackrest")["status"]["code"] == 0
+    db.check_output("runuser -u postgres -- pgbackrest --stanza=main check")
+
+
+def test_a_lost_data_directory_comes_back_from_the_repository_on_the_backup_host(nodes):
+    """The repository is on backup, not db: db's WAL reaches it over SSH, and
+    after db's data directory is destroyed recover.yml brings the rows back
+    from it, the apps serve again and a backup of the new timeline is taken
+    there. (Last in the file: it restarts the database.)"""
+    db, backup = nodes["db"], nodes["backup"]
+    before = pgbackrest_info(backup, "pgbackrest")
+    assert before["status"]["code"] == 0 and len(before["backup"]) >= 1, before["status"]
+    # db reads the same repository, through backup; and keeps none of its own.
+    assert pgbackrest_info(db, "postgres")["backup"] == before["backup"]
+    assert not db.file("/var/lib/pgbackrest/archive").exists
+    assert backup.file("/var/lib/pgbackrest/archive/main").is_directory
+    # The backup age db's collector reports for the BackupTooOld alert is
+    # the repository's, read through backup.
+    db.check_output("systemctl start flaskops-metrics.service")
+    metrics = db.check_output("cat /var/lib/prometheus/node-exporter/flaskops_pgbackrest.prom")
+    newest = max(b["timestamp"]["stop"] for b in before["backup"])
+    assert f'flaskops_pgbackrest_backup_newest_seconds{{stanza="main"}} {newest}\n' in metrics + "\n", metrics
+    assert 'flaskops_collector_success{kind="pgbackrest"} 1' in metrics, metrics
+
+    token = f"kept-{time.time_ns()}"
+    psql(db, "CREATE TABLE IF NOT EXISTS backup_probe (token text)")
+    psql(db, f"INSERT INTO backup_probe VALUES ('{token}')")
+    # The segment with the row, switched and waited for on backup.
+    db.check_output("runuser -u postgres -- pgbackrest --stanza=main check")
+    data_dir = db.check_output("runuser -u postgres -- psql -X -A -t -c 'SHOW data_directory'")
+    unit = postgres_unit(db)
+    db.check_output("systemctl stop %s && rm -rf %s", unit, data_dir)
+    assert not db.file(data_dir).exists
+
+    result = run_playbook(None, str(PLAYBOOKS / "recover.yml"), {})
+    assert result.returncode == 0, result.failure_text or result.raw
+    assert psql(db, f"SELECT token FROM backup_probe WHERE token = '{token}'") == [token]
+    assert wait_for(lambda: http(nodes["lb"], SITE + "/health").status == 200, timeout=30)
+    after = pgbackrest_info(backup, "pgbackrest")
+    assert len(after["backup"]) == len(before["backup"]) + 1 and after["backup"][-1]["type"] == "incr", after["backup"]
