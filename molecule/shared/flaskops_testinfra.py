@@ -277,8 +277,9 @@ def run_playbook(host, playbook: str, extra_vars: dict, tags: list[str] | None =
 def role_checks(role: str) -> list[str]:
     """Patterns of the full names of the tasks with which a role checks its
     input before it changes anything: its argument spec validation, the tasks
-    of its tasks/validate.yml and the "Check ..." tasks of its tasks/main.yml
+    of its tasks/validate*.yml and the "Check ..." tasks of its tasks/main.yml
     (a templated part of a name, such as an app's name, matches any text)."""
+    import glob
     import os
     import re
 
@@ -286,7 +287,8 @@ def role_checks(role: str) -> list[str]:
 
     tasks = os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "roles", role, "tasks")
     names = {"Validating arguments against arg spec 'main'"}
-    for name, keep in (("validate.yml", lambda _n: True), ("main.yml", lambda n: n.startswith("Check "))):
+    checks = [(os.path.basename(path), lambda _n: True) for path in sorted(glob.glob(os.path.join(tasks, "validate*.yml")))]
+    for name, keep in checks + [("main.yml", lambda n: n.startswith("Check "))]:
         with open(os.path.join(tasks, name), encoding="utf-8") as f:
             names |= {t["name"] for t in yaml.safe_load(f) or [] if "name" in t and keep(t["name"])}
     return [".+".join(map(re.escape, re.split(r"\{\{.*?\}\}", f"flaskops.stack.{role} : {name}")))

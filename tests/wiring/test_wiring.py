@@ -128,8 +128,8 @@ def collections(tmp_path_factory) -> Path:
             if (real / kept).is_dir():
                 (tasks.parent / kept).symlink_to(real / kept)
         # The real input checks: the app play runs flask_app's before any app changes.
-        if (real / "tasks" / "validate.yml").is_file():
-            (tasks / "validate.yml").symlink_to(real / "tasks" / "validate.yml")
+        for check in (real / "tasks").glob("validate*.yml"):
+            (tasks / check.name).symlink_to(check)
         if (real / "tasks" / "publish.yml").is_file():
             (tasks / "publish.yml").symlink_to(real / "tasks" / "publish.yml")
             recorder += "\n- name: Publish\n  ansible.builtin.import_tasks: publish.yml\n"
