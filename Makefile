@@ -14,8 +14,8 @@ export FLASKOPS_EXTRA_CA_FILE = $(shell scripts/testbed.sh ca)
 export FLASKOPS_DISTRO ?= bookworm
 # Scenarios `make test` runs, in the order that lets the two slots end
 # closest together with the durations of the last runs (the commit that set
-# it has them), the longest first; MOLECULE_JOBS of them at a time:
-# each on the release above (multinode puts three of its four hosts on the
+# it has them); MOLECULE_JOBS of them at a time:
+# each on the release above (multinode puts four of its five hosts on the
 # other release of SUITES), and the other ansible-core lines (core@VERSIONS,
 # scripts/core-matrix.sh, whose controller host runs Debian 13).
 # `make molecule SCENARIOS=base` runs one; `make molecule-matrix` runs
@@ -23,11 +23,11 @@ export FLASKOPS_DISTRO ?= bookworm
 SCENARIO_NAMES := multinode default app nginx faults postgres base
 # The ansible-core lines tested besides the controller's own (meta/runtime.yml).
 CORE_VERSIONS ?= 2.20 2.21
-SCENARIOS   ?= multinode default app nginx \
+SCENARIOS   ?= default multinode app nginx \
                $(if $(strip $(CORE_VERSIONS)),core@$(subst $(space),$(comma),$(strip $(CORE_VERSIONS)))) postgres faults base
 export MOLECULE_JOBS ?= 2
 SUITES      ?= bookworm trixie
-# The release multinode puts lb, app2 and db on: the first other one.
+# The release multinode puts lb, app2, db and backup on: the first other one.
 export FLASKOPS_SECOND_DISTRO ?= $(firstword $(filter-out $(FLASKOPS_DISTRO),$(SUITES)))
 comma := ,
 empty :=
