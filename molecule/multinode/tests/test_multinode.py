@@ -1,4 +1,4 @@
-"""The stack over four hosts, driven from the lb host inside the private network.
+"""The stack over five hosts, driven from the lb host inside the private network.
 
 lb runs nginx, app1 and app2 run the app under uWSGI on TCP, db runs
 PostgreSQL. Load stays inside the project's own containers.
