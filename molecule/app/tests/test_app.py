@@ -440,6 +440,11 @@ def test_a_requirement_without_a_wheel_is_built_from_source(host):
     # (flask_app_venv_packages in converge.yml).
     venv = "/srv/flaskapp/current/venv/bin/python3"
     assert host.check_output("%s -c 'import docopt; print(docopt.__version__)'", venv) == "0.6.2"
+    # Pure Python: it built without a compiler, which the host has not (pip
+    # came without the build tools it recommends).
+    tools = host.run("command -v cc gcc g++ make")
+    assert tools.stdout == "", tools.stdout
+    assert not host.package("python3-dev").is_installed and not host.package("build-essential").is_installed
     on_primary_distro_only()
     # Wheels only: the build fails, naming the switch, and nothing goes live.
     current = current_release(host)
