@@ -116,8 +116,17 @@ done
 while [ "${#pid_of[@]}" -gt 0 ]; do reap; done
 
 for run in "${failed[@]}"; do
-  echo "===== $run: last 150 lines of $logs/$run.log" >&2
-  sed 's/\x1b\[[0-9;]*m//g' "$logs/$run.log" | tail -n 150 >&2
+  # What failed comes before the destroy step's output: the failed Ansible
+  # tasks and pytest's failures, then the end of the log.
+  echo "===== $run: failed tasks and tests in $logs/$run.log" >&2
+  sed 's/\x1b\[[0-9;]*m//g' "$logs/$run.log" |
+    awk '{ line = $0; sub(/^ *│ */, "", line) }
+         line ~ /^(fatal|failed): |^ERROR! /{ print; n = 6; next }
+         line ~ /=+ (FAILURES|ERRORS) =+/{ p = 1 }
+         p { print; if (line ~ /(passed|failed|error).* in [0-9.]+s/) p = 0; next }
+         n > 0 { print; n-- }' | head -n 400 >&2
+  echo "===== $run: last 60 lines of $logs/$run.log" >&2
+  sed 's/\x1b\[[0-9;]*m//g' "$logs/$run.log" | tail -n 60 >&2
 done
 [ "${#failed[@]}" -eq 0 ] || die "failed: ${failed[*]} (passed: ${passed[*]:-none})"
 [ "${#passed[@]}" -eq "$#" ] || die "only ${#passed[@]} of $# scenarios reported back"
