@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -148,8 +149,11 @@ def test_from_outside_the_inventory_only_the_load_balancers_http_ports_answer(no
         for port in ports:
             assert nodes[name].socket(f"tcp://{address(nodes[name])}:{port}").is_listening or name == "lb", \
                 f"nothing listens on {name}:{port}: the check below would prove nothing"
-    answered = {name: [port for port in ports if reachable(address(nodes[name]), port)]
-                for name, ports in listened.items()}
+    # All at once: each dropped port waits out the whole timeout.
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        tried = {(name, port): pool.submit(reachable, address(nodes[name]), port)
+                 for name, ports in listened.items() for port in ports}
+    answered = {name: [port for port in ports if tried[name, port].result()] for name, ports in listened.items()}
     assert answered == {"lb": [80, 443], "app1": [], "app2": [], "db": [], "backup": []}
     # The web host reaches the app hosts' uWSGI: the site answers through both.
     assert http(nodes["lb"], SITE + "/health").status == 200
@@ -348,7 +352,9 @@ def test_workers_share_the_queue_and_finish_or_hand_back_the_job_they_hold(nodes
     releases = {name: current_release(nodes[name]).rsplit("/", 1)[1] for name in ("app1", "app2")}
     # Jobs queued through the API are done by the workers of both app hosts,
     # each on the live release of its host.
-    ids = [queue_job(lb, f"job {n}", 0.3) for n in range(8)]
+    # The first job holds its worker 6 s: a later one must go to the other
+    # host's (both poll; which one wins a job is otherwise a matter of chance).
+    ids = [queue_job(lb, f"job {n}", 6 if n == 0 else 0.3) for n in range(8)]
     done = [done_job(lb, job_id) for job_id in ids]
     assert all(d["result"] == f"JOB {n}" for n, d in enumerate(done)), done
     hosts = {d["host"].rsplit("-", 1)[1] for d in done}
@@ -419,7 +425,9 @@ def test_a_worker_that_does_not_stay_up_fails_the_run_and_one_no_longer_listed_g
     site = str(PLAYBOOKS / "site.yml")
     broken = run_playbook(app1, site, {
         "workers_processes": [{"name": "queue", "command": ["flask", "--app", "wsgi", "no-such-command"]}],
-        "workers_start_timeout": 6}, tags=["workers"])
+        # Flask loads the whole app before it says the command is unknown: on a
+        # busy host that can outlast the default 2 s a worker must stay up.
+        "workers_settle_seconds": 8, "workers_start_timeout": 12}, tags=["workers"])
     assert broken.returncode != 0
     assert "flaskapp-worker-queue.service" in broken.failure_text, broken.failure_text
     assert "No such command 'no-such-command'" in broken.failure_text, broken.failure_text
@@ -525,20 +533,25 @@ def test_a_command_started_from_the_live_link_keeps_its_release_when_the_link_mo
     other, link = "/srv/flaskapp/state/test-release", "/srv/flaskapp/state/test-current"
     app1.check_output("rm -rf %s && cp -a %s %s && ln -sfn %s %s", other, live, other, live, link)
     unit = f"flaskops-test-launcher-{time.time_ns()}"
-    # Imports the app's code only after the link has moved (5 s later), and
-    # says where the link pointed then: elsewhere, or the check proves nothing.
+    # Imports the app's code only after the link has moved (the flag file
+    # says so; a fixed sleep raced a busy host), and says where the link
+    # pointed then: elsewhere, or the check proves nothing.
+    flag = "/srv/flaskapp/state/test-link-moved"
+    app1.check_output("rm -f %s", flag)
     app1.check_output("systemd-run --quiet --unit %s --uid flaskapp --gid flaskapp /usr/local/sbin/flaskops-run-release"
                       " %s %s python3 -c %s", unit, link, f"{link}/venv",
-                      f"import time, os; time.sleep(5); moved = os.readlink('{link}'); import app.jobs;"
-                      " print(os.environ['FLASKOPS_RELEASE'], app.jobs.__file__, moved)")
+                      f"import time, os; end = time.monotonic() + 120\n"
+                      f"while not os.path.exists('{flag}') and time.monotonic() < end: time.sleep(0.1)\n"
+                      f"moved = os.readlink('{link}'); import app.jobs\n"
+                      "print(os.environ['FLASKOPS_RELEASE'], app.jobs.__file__, moved)")
     # The link moves once the launcher has resolved it: when python3 runs in
     # its place (exec). A fixed wait would race a busy host.
     assert wait_for(lambda: app1.check_output("cat /proc/%s/comm", str(main_pid(app1, unit))) == "python3",
                     timeout=10, step=0.1), app1.check_output("systemctl status %s || true", unit)
-    app1.check_output("ln -sfn %s %s.new && mv -T %s.new %s", other, link, link, link)
-    assert wait_for(lambda: app1.run("systemctl is-active --quiet %s", unit).rc != 0, timeout=20)
+    app1.check_output("ln -sfn %s %s.new && mv -T %s.new %s && touch %s", other, link, link, link, flag)
+    assert wait_for(lambda: app1.run("systemctl is-active --quiet %s", unit).rc != 0, timeout=60)
     said = app1.check_output("journalctl -u %s -o cat --no-pager | grep jobs.py", unit).split()
-    app1.run("rm -rf %s %s; systemctl reset-failed %s", link, other, unit)
+    app1.run("rm -rf %s %s %s; systemctl reset-failed %s", link, other, flag, unit)
     assert said == [live.rsplit("/", 1)[1], f"{live}/app/jobs.py", other], (said, live, other)
 
 
@@ -612,7 +625,7 @@ def test_a_release_that_fails_its_health_check_gets_no_request_and_is_switched_b
             "flask_app_source_path": str(broken_copy(tmp_path / "broken")), "flask_app_release": broken,
             # Time for the chain reload (two workers, 3 s each and their
             # imports) on a busy host, so that the check sees the 503.
-            "flaskops_deploy_apps": "flaskapp", "uwsgi_health_timeout": 30,
+            "flaskops_deploy_apps": "flaskapp", "uwsgi_health_timeout": 45,
             # Old releases are pruned as the new one goes live: not the one to go back to.
             "flask_app_keep_releases": 1})
         assert failed.returncode != 0, failed.raw
