@@ -85,13 +85,18 @@ ROWS = [
 # R and RN so that both C/R and C/RN are back to back; R/RN is one run apart.
 GROUPS = [("A'", "B"), ("R", "C", "RN"), ("E", "F"), ("A",), ("D",), ("G",)]
 # name, numerator, denominator, lower bound (None: reported only)
-RATIOS = [("B/A'", "B", "A'", 0.90), ("B/A", "B", "A", None), ("C/B", "C", "B", None), ("D/B", "D", "B", None),
+RATIOS = [("B/A'", "B", "A'", 0.85), ("B/A", "B", "A", None), ("C/B", "C", "B", None), ("D/B", "D", "B", None),
           ("F/E", "F", "E", 0.80), ("C/R", "C", "R", 1.25), ("C/RN", "C", "RN", None), ("R/RN", "R", "RN", None)]
 P99_LIMIT_MS = {"C": 50.0}
-WARM_LIMIT_S = 20.0  # warm re-run of the whole stack (changed=0)
 # Provisioning runs: key in the results, label in the reports.
 PHASES = {"cold": "cold converge", "warm": "warm re-run", "warm_mitogen": "warm re-run, Mitogen strategy"}
-WARM_PHASES = ("warm", "warm_mitogen")  # each must report changed=0 and stay under WARM_LIMIT_S
+WARM_PHASES = ("warm", "warm_mitogen")  # each must report changed=0
+# Wall-time limit of each provisioning run, seconds (issue 20's targets).
+PHASE_LIMIT_S = {"cold": 75.0, "warm": 30.0, "warm_mitogen": 15.0}
+# Actions that run on the controller only: no module goes to the host.
+CONTROLLER_ACTIONS = {"debug", "set_fact", "assert", "fail", "meta", "include_tasks", "import_tasks",
+                      "include_role", "import_role", "include_vars", "add_host", "group_by", "pause",
+                      "set_stats", "validate_argument_spec"}
 
 
 def log(msg: str) -> None:
@@ -152,6 +157,7 @@ def converge(label: str, playbook: str, env_extra: dict | None = None, args: tup
     if done.returncode or stats["failures"] or stats["unreachable"]:
         raise SystemExit(f"{label}: the playbook failed (see .cache/bench/{label}.json)")
     per_role: dict[str, float] = {}
+    modules: dict[str, int] = {}
     tasks = []
     for play in report["plays"]:
         for task in play["tasks"]:
@@ -160,6 +166,13 @@ def converge(label: str, playbook: str, env_extra: dict | None = None, args: tup
             seconds = _seconds(task["task"]["duration"])
             per_role[role] = per_role.get(role, 0.0) + seconds
             tasks.append((seconds, name))
+            # Module runs on the host: one per loop item, none where skipped
+            # or where the action stays on the controller.
+            result = task["hosts"].get(HOST, {})
+            action = result.get("action", "").rsplit(".", 1)[-1]
+            if result and not result.get("skipped") and action not in CONTROLLER_ACTIONS:
+                items = [r for r in result.get("results", []) if not r.get("skipped")]
+                modules[role] = modules.get(role, 0) + (len(items) if "results" in result else 1)
     tasks.sort(reverse=True)
     return {
         "wall_s": round(wall, 1),
@@ -167,6 +180,8 @@ def converge(label: str, playbook: str, env_extra: dict | None = None, args: tup
         "ok": stats["ok"],
         "tasks": len(tasks),
         "per_role_s": {k: round(v, 1) for k, v in sorted(per_role.items(), key=lambda kv: -kv[1])},
+        "module_runs": sum(modules.values()),
+        "module_runs_per_role": dict(sorted(modules.items(), key=lambda kv: -kv[1])),
         "slowest_tasks": [{"task": n, "s": round(s, 1)} for s, n in tasks[:6]],
     }
 
@@ -330,12 +345,15 @@ def markdown(result: dict) -> str:
     for t in result["targets"]:
         lines.append(f"| {t['target']} | {t['measured']} | {t['verdict_on']} | {'yes' if t['met'] else '**no**'} |")
     prov = result["provisioning"]
-    lines += ["", "| Provisioning | wall s | changed | time per role (s) |", "|---|---:|---:|---|"]
+    lines += ["", "| Provisioning | wall s | changed | time per role (s) | module runs on the host, per role |",
+              "|---|---:|---:|---|---|"]
     for phase, what in PHASES.items():
         if phase in prov:
             p = prov[phase]
             roles = ", ".join(f"{k} {v}" for k, v in p["per_role_s"].items())
-            lines.append(f"| {what} | {p['wall_s']} | {p['changed']} | {roles} |")
+            runs = (f"{p['module_runs']}: " + ", ".join(f"{k} {v}" for k, v in p["module_runs_per_role"].items())
+                    if "module_runs" in p else "not counted in this run")
+            lines.append(f"| {what} | {p['wall_s']} | {p['changed']} | {roles} | {runs} |")
     slow = "; ".join(f"{t['task']} {t['s']} s" for t in prov["cold"]["slowest_tasks"][:4])
     lines += ["", f"Slowest tasks of the cold converge: {slow}."]
     return "\n".join(lines) + "\n"
@@ -358,9 +376,9 @@ def provisioning_targets(prov: dict) -> list[dict]:
     # One run per phase, so the worst run is that run. (No target on wheels
     # built from source: the roles run pip with only-binary, so a package
     # without a wheel fails the converge rather than compiling.)
-    return [target(f"{PHASES[phase]} < {WARM_LIMIT_S:g} s", str(prov[phase]["wall_s"]),
-                   f"the one run: {prov[phase]['wall_s']}", prov[phase]["wall_s"], prov[phase]["wall_s"] < WARM_LIMIT_S)
-            for phase in WARM_PHASES if phase in prov]
+    return [target(f"{PHASES[phase]} <= {limit:g} s", str(prov[phase]["wall_s"]),
+                   f"the one run: {prov[phase]['wall_s']}", prov[phase]["wall_s"], prov[phase]["wall_s"] <= limit)
+            for phase, limit in PHASE_LIMIT_S.items() if phase in prov]
 
 
 def report(result: dict, stem: str) -> int:
