@@ -121,10 +121,10 @@ for run in "${failed[@]}"; do
   echo "===== $run: failed tasks and tests in $logs/$run.log" >&2
   sed 's/\x1b\[[0-9;]*m//g' "$logs/$run.log" |
     awk '{ line = $0; sub(/^ *│ */, "", line) }
-         line ~ /^(fatal|failed): |^ERROR! /{ print; n = 6; next }
+         line ~ /^(fatal|failed): |^ERROR! |^\[ERROR\]: /{ print; n = 6; next }
          line ~ /=+ (FAILURES|ERRORS) =+/{ p = 1 }
          p { print; if (line ~ /(passed|failed|error).* in [0-9.]+s/) p = 0; next }
-         n > 0 { print; n-- }' | head -n 400 >&2
+         n > 0 { print; n-- }' | head -n 400 >&2 || true  # (head ends a long list early)
   echo "===== $run: last 60 lines of $logs/$run.log" >&2
   sed 's/\x1b\[[0-9;]*m//g' "$logs/$run.log" | tail -n 60 >&2
 done
