@@ -137,6 +137,25 @@ def mitogen() -> tuple[dict, list[str]]:
             ["-e", "ansible_connection=docker"])
 
 
+def host_task_runs(result: dict) -> int:
+    """How many times a task's action ran on the host: once per loop item
+    and per retry; not where skipped, delegated to the controller, or an
+    action that stays on the controller (set_fact, assert, include_*...).
+    An action such as template or copy counts once, though it sends more
+    than one module (a stat, then the copy when the file differs)."""
+    action = result.get("action", "").rsplit(".", 1)[-1]
+    if not result or action in CONTROLLER_ACTIONS:
+        return 0
+
+    def ran(one: dict) -> int:
+        delegated = (one.get("_ansible_delegated_vars") or {}).get("ansible_connection") == "local"
+        return 0 if one.get("skipped") or delegated else int(one.get("attempts", 1))
+
+    if "results" in result:
+        return sum(ran(item) for item in result["results"])
+    return ran(result)
+
+
 def converge(label: str, playbook: str, env_extra: dict | None = None, args: tuple | list = ()) -> dict:
     """Runs a playbook against the bench host; its JSON report, summarised."""
     # The JSON report on stdout; timer (text after it) instead of profile_tasks.
@@ -166,13 +185,9 @@ def converge(label: str, playbook: str, env_extra: dict | None = None, args: tup
             seconds = _seconds(task["task"]["duration"])
             per_role[role] = per_role.get(role, 0.0) + seconds
             tasks.append((seconds, name))
-            # Module runs on the host: one per loop item, none where skipped
-            # or where the action stays on the controller.
-            result = task["hosts"].get(HOST, {})
-            action = result.get("action", "").rsplit(".", 1)[-1]
-            if result and not result.get("skipped") and action not in CONTROLLER_ACTIONS:
-                items = [r for r in result.get("results", []) if not r.get("skipped")]
-                modules[role] = modules.get(role, 0) + (len(items) if "results" in result else 1)
+            runs = host_task_runs(task["hosts"].get(HOST, {}))
+            if runs:
+                modules[role] = modules.get(role, 0) + runs
     tasks.sort(reverse=True)
     return {
         "wall_s": round(wall, 1),
@@ -180,8 +195,8 @@ def converge(label: str, playbook: str, env_extra: dict | None = None, args: tup
         "ok": stats["ok"],
         "tasks": len(tasks),
         "per_role_s": {k: round(v, 1) for k, v in sorted(per_role.items(), key=lambda kv: -kv[1])},
-        "module_runs": sum(modules.values()),
-        "module_runs_per_role": dict(sorted(modules.items(), key=lambda kv: -kv[1])),
+        "host_task_runs": sum(modules.values()),
+        "host_task_runs_per_role": dict(sorted(modules.items(), key=lambda kv: -kv[1])),
         "slowest_tasks": [{"task": n, "s": round(s, 1)} for s, n in tasks[:6]],
     }
 
@@ -345,14 +360,14 @@ def markdown(result: dict) -> str:
     for t in result["targets"]:
         lines.append(f"| {t['target']} | {t['measured']} | {t['verdict_on']} | {'yes' if t['met'] else '**no**'} |")
     prov = result["provisioning"]
-    lines += ["", "| Provisioning | wall s | changed | time per role (s) | module runs on the host, per role |",
+    lines += ["", "| Provisioning | wall s | changed | time per role (s) | task runs on the host, per role |",
               "|---|---:|---:|---|---|"]
     for phase, what in PHASES.items():
         if phase in prov:
             p = prov[phase]
             roles = ", ".join(f"{k} {v}" for k, v in p["per_role_s"].items())
-            runs = (f"{p['module_runs']}: " + ", ".join(f"{k} {v}" for k, v in p["module_runs_per_role"].items())
-                    if "module_runs" in p else "not counted in this run")
+            runs = (f"{p['host_task_runs']}: " + ", ".join(f"{k} {v}" for k, v in p["host_task_runs_per_role"].items())
+                    if "host_task_runs" in p else "not counted in this run")
             lines.append(f"| {what} | {p['wall_s']} | {p['changed']} | {roles} | {runs} |")
     slow = "; ".join(f"{t['task']} {t['s']} s" for t in prov["cold"]["slowest_tasks"][:4])
     lines += ["", f"Slowest tasks of the cold converge: {slow}."]
