@@ -176,7 +176,7 @@ def converge(label: str, playbook: str, env_extra: dict | None = None, args: tup
     if done.returncode or stats["failures"] or stats["unreachable"]:
         raise SystemExit(f"{label}: the playbook failed (see .cache/bench/{label}.json)")
     per_role: dict[str, float] = {}
-    modules: dict[str, int] = {}
+    host_runs: dict[str, int] = {}
     tasks = []
     for play in report["plays"]:
         for task in play["tasks"]:
@@ -187,7 +187,7 @@ def converge(label: str, playbook: str, env_extra: dict | None = None, args: tup
             tasks.append((seconds, name))
             runs = host_task_runs(task["hosts"].get(HOST, {}))
             if runs:
-                modules[role] = modules.get(role, 0) + runs
+                host_runs[role] = host_runs.get(role, 0) + runs
     tasks.sort(reverse=True)
     return {
         "wall_s": round(wall, 1),
@@ -195,8 +195,8 @@ def converge(label: str, playbook: str, env_extra: dict | None = None, args: tup
         "ok": stats["ok"],
         "tasks": len(tasks),
         "per_role_s": {k: round(v, 1) for k, v in sorted(per_role.items(), key=lambda kv: -kv[1])},
-        "host_task_runs": sum(modules.values()),
-        "host_task_runs_per_role": dict(sorted(modules.items(), key=lambda kv: -kv[1])),
+        "host_task_runs": sum(host_runs.values()),
+        "host_task_runs_per_role": dict(sorted(host_runs.items(), key=lambda kv: -kv[1])),
         "slowest_tasks": [{"task": n, "s": round(s, 1)} for s, n in tasks[:6]],
     }
 

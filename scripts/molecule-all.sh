@@ -12,8 +12,9 @@
 # for those ansible-core lines (one controller container) in the same slots.
 # make@TARGET is not a scenario either: it runs `make TARGET` in a slot, so
 # that checks without a test-bed host overlap the scenarios (`make test`).
-# Each run logs to .cache/molecule/<run>.log; the log of a failed run is shown
-# at the end, and the exit status is 1 if any failed.
+# Each run logs to .cache/molecule/<run>.log; for a failed run, its failed
+# tasks and tests and the end of its log are shown at the end, and the exit
+# status is 1 if any failed.
 #
 #   scripts/molecule-all.sh app nginx postgres base default@trixie core@2.20,2.21 make@sanity
 set -euo pipefail
