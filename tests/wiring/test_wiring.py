@@ -947,9 +947,9 @@ def test_the_connection_budget_sizes_default_workers_as_the_uwsgi_role_does(coll
 
 
 def test_the_per_app_keys_are_the_ones_the_plays_pass(collections):
-    """vars/wiring.yml lists what an entry may set; vars/app.yml passes exactly those."""
-    wiring = yaml.safe_load((REPO / "playbooks/vars/wiring.yml").read_text())["flaskops_app_keys"]
-    passed_vars = yaml.safe_load((REPO / "playbooks/vars/app.yml").read_text())
+    """flaskops_app_keys (roles/flaskops) lists what an entry may set; flaskops_app_vars passes exactly those."""
+    wiring = yaml.safe_load((REPO / "playbooks/roles/flaskops/vars/main.yml").read_text())["flaskops_app_keys"]
+    passed_vars = yaml.safe_load((REPO / "playbooks/roles/flaskops_app_vars/vars/main.yml").read_text())
     for role in ("flask_app", "uwsgi", "nginx"):
         through_filter = {name for name, value in passed_vars.items()
                           if f"app_var('{name}'," in str(value) and name.startswith(role)}
