@@ -1,5 +1,6 @@
 """Draws a `make bench` result as a PNG: req/s per row (median, min-max bars)
-and p99 latency (median of the per-round p99). Usage: chart.py RESULT.json
+and p99 latency (median of the per-round p99); a `make bench-scale` result
+(it has "sizes") as provisioning time against app hosts. Usage: chart.py RESULT.json
 OUT.png (runs in the chart venv that scripts/bench.sh builds from
 requirements/bench.txt). Labels come from the result file; `bench.py
 --report` brings a saved file's labels up to date first."""
@@ -23,8 +24,39 @@ RECIPE = ("R", "RN")
 LABEL_WIDTH = 48  # characters per line of a row's label; longer ones wrap
 
 
+def scale(result: dict, out: str) -> None:
+    """Wall time of the cold converge and the warm re-run against app hosts,
+    with the controller's CPU time of each run dashed and the whole machine's
+    busy CPU time over its vCPUs dotted (reaching the wall time: CPU-bound)."""
+    xs = [s["app_hosts"] for s in result["sizes"]]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for phase, color in (("cold", "#e53935"), ("warm", "#1e88e5")):
+        wall = [s[phase]["wall_s"] for s in result["sizes"]]
+        ax.plot(xs, wall, "o-", color=color, label=f"{phase}: wall time")
+        ax.plot(xs, [s[phase]["controller_cpu_s"] for s in result["sizes"]], "x--", color=color,
+                label=f"{phase}: controller CPU time")
+        if all("machine_busy_s" in s[phase] for s in result["sizes"]):
+            ax.plot(xs, [s[phase]["machine_busy_s"] / result["vcpus"] for s in result["sizes"]], "s:",
+                    color=color, label=f"{phase}: machine busy CPU time / vCPUs")
+        for x, y in zip(xs, wall):
+            ax.annotate(f"{y:g}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(xs, [str(x) for x in xs])
+    ax.set_xlabel("app hosts (plus one web and one database host)")
+    ax.set_ylabel("seconds")
+    ax.set_ylim(0, None)
+    ax.legend(fontsize=8)
+    ax.set_title(f"flaskops.stack make bench-scale, {result['date']}: site.yml on {result['vcpus']} vCPUs",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
 def main(src: str, out: str) -> None:
     result = json.load(open(src))
+    if "sizes" in result:
+        scale(result, out)
+        return
     rows = result["rows"]
     keys = list(rows)[::-1]
     labels = [textwrap.fill(f"{k}  {rows[k]['label']}", LABEL_WIDTH) for k in keys]
