@@ -48,6 +48,11 @@ THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
 LUA = "/root/wrk-report.lua"
+# Runs wrk and reports the CPU time of each process name in the host over the run.
+CPU_AROUND = "/root/cpu-around.py"
+# Process names whose CPU time per request each row reports (name prefixes,
+# any case: uWSGI may rename its processes); the rest is "other".
+CPU_NAMES = ("nginx", "uwsgi", "postgres", "wrk")
 # Row RN's nginx configuration: the reference recipe's, with each change
 # marked by a "# adjusted:" comment line, which the report lists.
 RECIPE_NGINX = ROOT / "bench" / "recipe-nginx.conf"
@@ -218,6 +223,7 @@ def prepare_host() -> dict:
     in_host("for i in 1 2 3; do apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk curl "
             ">/dev/null && exit 0; sleep 10; done; exit 1")
     sh(["docker", "cp", str(ROOT / "bench" / "wrk-report.lua"), f"{HOST}:{LUA}"])
+    sh(["docker", "cp", str(ROOT / "bench" / "cpu-around.py"), f"{HOST}:{CPU_AROUND}"])
     log("writing 50 notes for row G")
     in_host("for i in $(seq 1 50); do curl -skf -o /dev/null -H 'Content-Type: application/json' "
             "-d \"{\\\"body\\\": \\\"bench note $i\\\"}\" https://127.0.0.1/api/notes; done")
@@ -243,9 +249,13 @@ def prepare_host() -> dict:
 
 
 def wrk(url: str, seconds: int, reconnecting: bool = False) -> dict:
-    out = in_host(f"wrk -t{THREADS} -c{CONNECTIONS} -d{seconds}s --timeout 5s -s {LUA} {shlex.quote(url)}")
+    out = in_host(f"python3 {CPU_AROUND} wrk -t{THREADS} -c{CONNECTIONS} -d{seconds}s --timeout 5s -s {LUA} "
+                  f"{shlex.quote(url)}")
     line = [ln for ln in out.splitlines() if ln.startswith("{")][-1]
     run = json.loads(line)
+    cpu: dict[str, float] = dict.fromkeys((*CPU_NAMES, "other"), 0.0)
+    for name, seconds_used in json.loads(out.split("\ncpu ", 1)[1].splitlines()[0]).items():
+        cpu[next((n for n in CPU_NAMES if name.lower().startswith(n)), "other")] += seconds_used
     lat = run["latency_us"]
     errors = run["errors"]
     return {
@@ -256,6 +266,7 @@ def wrk(url: str, seconds: int, reconnecting: bool = False) -> dict:
         "socket_errors": {k: v for k, v in errors.items() if k != "status"},
         "non_2xx": errors["status"],
         "requests": run["requests"],
+        "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
     }
 
 
@@ -298,6 +309,11 @@ def summarise(runs: dict[str, list[dict]]) -> tuple[dict, dict, list[dict]]:
             "requests": sum(r["requests"] for r in runs[key]),
             "errors": sum(r["errors"] for r in runs[key]),
             "non_2xx": sum(r["non_2xx"] for r in runs[key]),
+            # CPU microseconds per request of each process name, median of the
+            # rounds (runs saved before the bench measured it have none).
+            "cpu_us_per_request": {name: round(statistics.median(r["cpu_s"][name] / r["requests"] * 1e6
+                                                                 for r in runs[key]))
+                                   for name in (*CPU_NAMES, "other")} if all("cpu_s" in r for r in runs[key]) else {},
             "rounds": runs[key],
         }
     ratios = {}
@@ -351,6 +367,17 @@ def markdown(result: dict) -> str:
     for key, row in result["rows"].items():
         lines.append(f"| {key} | {row['label']} | {row['rps_median']:,.0f} ({row['rps_min']:,.0f}-{row['rps_max']:,.0f}) "
                      f"| {row['p50_ms_median']} | {row['p99_ms_median']} ({row['p99_ms_max']}) | {row['errors']} |")
+    if any(row.get("cpu_us_per_request") for row in result["rows"].values()):
+        lines += ["", "CPU time per request inside the host, microseconds (user + system from /proc over each "
+                  "round's wrk run, divided by its requests; median of the rounds). The host has "
+                  f"{cfg['vcpus']} vCPUs, so {cfg['vcpus']} s of CPU per second of wall time is all of it.", "",
+                  "| Row | " + " | ".join(CPU_NAMES) + " | other | total |",
+                  "|---|" + "---:|" * (len(CPU_NAMES) + 2)]
+        for key, row in result["rows"].items():
+            per = row.get("cpu_us_per_request")
+            if per:
+                lines.append(f"| {key} | " + " | ".join(str(per[n]) for n in (*CPU_NAMES, "other"))
+                             + f" | {sum(per.values())} |")
     adjustments = result.get("recipe_nginx_adjustments")
     if "RN" in result["rows"] and adjustments:
         lines += ["", "Row RN runs the reference recipe's own nginx configuration (bench/recipe-nginx.conf: its "
