@@ -34,7 +34,7 @@ empty :=
 space := $(empty) $(empty)
 
 .PHONY: role-docs changelog-lint help venv collection-link engine images up down test lint yamllint ansible-lint \
-        sanity sample-app-test wiring-test collection-test galaxy-import ee-context ee-image slot-checks molecule molecule-matrix core-matrix changelog clean bench bench-scale test-quick
+        sanity sample-app-test wiring-test collection-test galaxy-import ee-context ee-image slot-checks molecule molecule-matrix core-matrix changelog clean bench bench-scale bench-profile test-quick
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ bench: venv collection-link ## provisioning and serving benchmarks on a fresh co
 
 bench-scale: venv collection-link ## provisioning time over 1, 2, 4 and 8 app hosts, cold and warm (docs/benchmarks.md)
 	@scripts/bench.sh bench/scale.py
+
+bench-profile: venv collection-link ## where the app's workers spend row G's requests, on the host make bench left (ROW=G)
+	@scripts/bench.sh bench/app_profile.py $(ROW)
 
 down: venv ## remove the local container host
 	@scripts/local-host.sh down
