@@ -411,14 +411,23 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_doc(table: str, png: Path | None, stem: str) -> None:
-    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+def publish(table: str, stem: str, alt: str, markers: tuple[str, str] = ("<!-- bench:begin -->",
+                                                                        "<!-- bench:end -->")) -> None:
+    """Writes a result's .md, draws its .png (when BENCH_CHART_PYTHON names a
+    Python with matplotlib) and puts both between the markers of
+    docs/benchmarks.md."""
+    (RESULTS / f"{stem}.md").write_text(table)
+    png = RESULTS / f"{stem}.png"
+    chart_python = os.environ.get("BENCH_CHART_PYTHON")
+    if chart_python:
+        sh([chart_python, str(ROOT / "bench" / "chart.py"), str(RESULTS / f"{stem}.json"), str(png)])
+    begin, end = markers
     text = DOC.read_text()
     if begin not in text or end not in text:
         raise SystemExit(f"{DOC} lacks the {begin} / {end} markers")
     body = table
-    if png is not None:
-        body += f"\n![req/s per row, {stem}](../bench/results/{png.name})\n"
+    if png.exists():
+        body += f"\n![{alt}, {stem}](../bench/results/{png.name})\n"
     body += f"\nRaw figures: [bench/results/{stem}.json](../bench/results/{stem}.json)\n"
     head, rest = text.split(begin, 1)
     DOC.write_text(head + begin + "\n" + body + end + rest.split(end, 1)[1])
@@ -436,12 +445,7 @@ def provisioning_targets(prov: dict) -> list[dict]:
 def report(result: dict, stem: str) -> int:
     """Writes the .md, .png and docs section of a result; 1 if a target was missed."""
     table = markdown(result)
-    (RESULTS / f"{stem}.md").write_text(table)
-    png = RESULTS / f"{stem}.png"
-    chart_python = os.environ.get("BENCH_CHART_PYTHON")
-    if chart_python:
-        sh([chart_python, str(ROOT / "bench" / "chart.py"), str(RESULTS / f"{stem}.json"), str(png)])
-    update_doc(table, png if png.exists() else None, stem)
+    publish(table, stem, "req/s per row")
     print(table)
     missed = [t["target"] for t in result["targets"] if not t["met"]]
     if missed:

@@ -34,7 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import DOC, RESULTS, ROOT, converge, log, sh  # bench/bench.py, beside this file
+from bench import RESULTS, ROOT, converge, log, publish, sh  # bench/bench.py, beside this file
 
 PREFIX = "flaskops-scale"
 SIZES = [int(n) for n in os.environ.get("BENCH_SCALE_SIZES", "1 2 4 8").split()]
@@ -147,21 +147,9 @@ def markdown(result: dict) -> str:
 
 
 def report(result: dict, stem: str) -> int:
+    """Writes the .md, .png and docs section of a result; 1 if the target was missed."""
     table = markdown(result)
-    (RESULTS / f"{stem}.md").write_text(table)
-    png = RESULTS / f"{stem}.png"
-    chart_python = os.environ.get("BENCH_CHART_PYTHON")
-    if chart_python:
-        sh([chart_python, str(ROOT / "bench" / "chart.py"), str(RESULTS / f"{stem}.json"), str(png)])
-    body = table + (f"\n![provisioning time against app hosts, {stem}](../bench/results/{png.name})\n"
-                    if png.exists() else "")
-    body += f"\nRaw figures: [bench/results/{stem}.json](../bench/results/{stem}.json)\n"
-    text = DOC.read_text()
-    begin, end = MARKERS
-    if begin not in text or end not in text:
-        raise SystemExit(f"{DOC} lacks the {begin} / {end} markers")
-    head, rest = text.split(begin, 1)
-    DOC.write_text(head + begin + "\n" + body + end + rest.split(end, 1)[1])
+    publish(table, stem, "provisioning time against app hosts", MARKERS)
     print(table)
     target = result["summary"].get("target")
     if target and not target["met"]:
