@@ -311,7 +311,7 @@ def summarise(runs: dict[str, list[dict]]) -> tuple[dict, dict, list[dict]]:
             "non_2xx": sum(r["non_2xx"] for r in runs[key]),
             # CPU microseconds per request of each process name, median of the
             # rounds (runs saved before the bench measured it have none).
-            "cpu_us_per_request": {name: round(statistics.median(r["cpu_s"][name] / r["requests"] * 1e6
+            "cpu_us_per_request": {name: round(statistics.median(r["cpu_s"][name] / max(r["requests"], 1) * 1e6
                                                                  for r in runs[key]))
                                    for name in (*CPU_NAMES, "other")} if all("cpu_s" in r for r in runs[key]) else {},
             "rounds": runs[key],
@@ -369,14 +369,14 @@ def markdown(result: dict) -> str:
                      f"| {row['p50_ms_median']} | {row['p99_ms_median']} ({row['p99_ms_max']}) | {row['errors']} |")
     if any(row.get("cpu_us_per_request") for row in result["rows"].values()):
         lines += ["", "CPU time per request inside the host, microseconds (user + system from /proc over each "
-                  "round's wrk run, divided by its requests; median of the rounds). The host has "
+                  "round's wrk run, divided by its requests; median of the rounds; total: the sum of those medians). The host has "
                   f"{cfg['vcpus']} vCPUs, so {cfg['vcpus']} s of CPU per second of wall time is all of it.", "",
                   "| Row | " + " | ".join(CPU_NAMES) + " | other | total |",
                   "|---|" + "---:|" * (len(CPU_NAMES) + 2)]
         for key, row in result["rows"].items():
             per = row.get("cpu_us_per_request")
             if per:
-                lines.append(f"| {key} | " + " | ".join(str(per[n]) for n in (*CPU_NAMES, "other"))
+                lines.append(f"| {key} | " + " | ".join(str(per.get(n, 0)) for n in (*CPU_NAMES, "other"))
                              + f" | {sum(per.values())} |")
     adjustments = result.get("recipe_nginx_adjustments")
     if "RN" in result["rows"] and adjustments:
