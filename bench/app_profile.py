@@ -5,7 +5,7 @@ wrk loads the row's URL inside the host as the bench does (its threads and
 connections); meanwhile py-spy, from this machine, samples every uWSGI
 worker of the shipped app (wall clock, idle included, without pausing them:
 time spent waiting on PostgreSQL counts). Each sample is put in the first
-stage below whose frames it holds, from the request's end backwards;
+stage below whose frames it holds, in the order of the list;
 samples outside Flask's call are the worker in uWSGI's own loop (waiting
 for a request, reading it, writing the answer). It samples twice, SECONDS
 each: wall clock (every sample, waiting on PostgreSQL or for a CPU
@@ -41,9 +41,9 @@ PY_SPY = ROOT / ".cache" / "chart-venv" / "bin" / "py-spy"  # requirements/bench
 # sample in the pre-ping is also in the pool checkout, and both are inside
 # the query's call.
 STAGES = [
-    ("session end: rollback and return of the connection", r"_teardown_session|\bremove \(.*scoping"),
+    ("session end: rollback and return of the connection", r"_teardown_session|\bremove \([^;]*scoping"),
     ("pool checkout: pre-ping (SELECT 1)", r"\b_?do_ping|_do_ping_w_event"),
-    ("pool checkout: the rest", r"\b_checkout \(.*pool/base|_ConnectionFairy"),
+    ("pool checkout: the rest", r"\b_checkout \([^;]*pool/base|_ConnectionFairy"),
     ("ORM: rows to Note objects", r"orm/loading\.py"),
     ("query: execute and fetch (psycopg, PostgreSQL)", r"psycopg/"),
     ("query: SQLAlchemy compiling and running the statement", r"sqlalchemy/(engine|sql)/"),
@@ -72,10 +72,12 @@ def sample(pids: list[str], wall: bool) -> str:
         spies = [subprocess.Popen([str(PY_SPY), "record", "--pid", pid, "--duration", str(SECONDS), "--rate",
                                    str(RATE), *(["--idle"] if wall else []), "--nonblocking", "--format", "raw",
                                    "--output", f"{tmp}/{pid}.raw"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                  for pid in pids]
-        if any(spy.wait() for spy in spies):
-            raise SystemExit("py-spy failed (run it by hand for its message)")
+        failed = [spy.communicate()[1] for spy in spies if spy.wait()]
+        if failed:
+            # It needs root (ptrace) and the workers' PIDs as this machine sees them.
+            raise SystemExit("py-spy failed:\n" + failed[0])
         return "".join(Path(f"{tmp}/{pid}.raw").read_text() for pid in pids)
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from bench import RESULTS, ROOT, converge, log, publish, sh  # bench/bench.py, beside this file
 
 PREFIX = "flaskops-scale"
-SIZES = [int(n) for n in os.environ.get("BENCH_SCALE_SIZES", "1 2 4 8").split()]
+SIZES = sorted({int(n) for n in os.environ.get("BENCH_SCALE_SIZES", "1 2 4 8").split()})
 WARM_LIMIT = 2.0  # warm re-run over 8 app hosts < 2x the one over 1 (issue 20)
 INVENTORY = ROOT / ".cache" / "bench-scale" / "inventory"
 MARKERS = ("<!-- bench-scale:begin -->", "<!-- bench-scale:end -->")
@@ -72,7 +72,8 @@ def machine_busy_s() -> float:
 
 def measured(label: str, forks: int) -> dict:
     """One site.yml run (bench.converge) with the machine's busy CPU time
-    beside it: what the hosts used is that less the controller's share."""
+    beside it: the rest of the machine (containers, dockerd) used that less
+    the controller's share."""
     busy = machine_busy_s()
     run = converge(label, "playbooks/site.yml", args=["--forks", str(forks)], inventory=INVENTORY)
     run["machine_busy_s"] = round(machine_busy_s() - busy, 1)
@@ -88,10 +89,10 @@ def one_size(size: int) -> dict:
     groups = hosts(size)
     names = [h for group in groups.values() for h in group]
     remove(names)
-    for name in names:
-        sh([str(ROOT / "scripts" / "local-host.sh"), "create", name])
-    write_inventory(groups)
     try:
+        for name in names:
+            sh([str(ROOT / "scripts" / "local-host.sh"), "create", name])
+        write_inventory(groups)
         runs = {phase: measured(f"scale-{size}-{phase}", len(names)) for phase in ("cold", "warm")}
     finally:
         remove(names)
@@ -170,6 +171,8 @@ def main() -> int:
         return report(result, src.stem)
     if sys.argv[1:]:
         raise SystemExit("usage: scale.py [--report bench/results/scale-DATE.json | --help]")
+    if not SIZES or min(SIZES) < 1:
+        raise SystemExit("BENCH_SCALE_SIZES: one or more app host counts of 1 or more, e.g. \"1 2 4 8\"")
     started = time.monotonic()
     sizes = []
     for size in SIZES:
