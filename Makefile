@@ -62,8 +62,8 @@ bench: venv collection-link ## provisioning and serving benchmarks on a fresh co
 bench-scale: venv collection-link ## provisioning time over 1, 2, 4 and 8 app hosts, cold and warm (docs/benchmarks.md)
 	@scripts/bench.sh bench/scale.py
 
-bench-profile: venv collection-link ## where the app's workers spend row G's requests, on the host make bench left (ROW=G)
-	@scripts/bench.sh bench/app_profile.py "$(or $(ROW),G)"
+bench-profile: venv collection-link ## where the app's workers spend row G's requests, on the host make bench left (ROW=B, C or G)
+	@scripts/bench.sh bench/app_profile.py $(or $(ROW),G)
 
 down: venv ## remove the local container host
 	@scripts/local-host.sh down

@@ -14,7 +14,7 @@ included), then only the samples in which a worker is on a CPU.
 Prints the share of each stage and writes it, with the raw samples, to
 bench/results/profile-<row>-<date>.txt, .wall.raw and .cpu.raw (.json: the
 run's settings and wrk's req/s).
-usage: app_profile.py [ROW]  (default G; BENCH_HOST, BENCH_PROFILE_SECONDS (10));
+usage: app_profile.py [ROW]  (B, C or G, default G; BENCH_HOST, BENCH_PROFILE_SECONDS (10));
 app_profile.py --report bench/results/profile-ROW-DATE.json renders a saved one.
 """
 
@@ -31,11 +31,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import CONNECTIONS, HOST, RESULTS, ROOT, ROWS, THREADS, in_host, log  # bench/bench.py
+from bench import CONNECTIONS, HOST, RESULTS, ROOT, ROWS, THREADS, log  # bench/bench.py
 
 SECONDS = int(os.environ.get("BENCH_PROFILE_SECONDS", "10"))
 RATE = 100  # samples per second and worker
 APP = "flaskapp"  # the shipped app: its uWSGI instance is /etc/uwsgi/flaskapp.ini
+# The rows that instance serves (the others: uWSGI instances of bench/extras.yml, or nginx alone).
+SERVED_BY_APP = ("B", "C", "G")
 PY_SPY = ROOT / ".cache" / "chart-venv" / "bin" / "py-spy"  # requirements/bench.txt
 # (stage, pattern a frame of the sample matches), tried in this order: a
 # sample in the pre-ping is also in the pool checkout, and both are inside
@@ -126,9 +128,9 @@ def main() -> int:
         print(render(Path(sys.argv[2]).with_suffix("")))
         return 0
     row = sys.argv[1] if sys.argv[1:] else "G"
-    url = next((u for key, _label, u, _counted in ROWS if key == row), None)
-    if url is None:
-        raise SystemExit(f"no row {row}")
+    if row not in SERVED_BY_APP:
+        raise SystemExit(f"row {row}: the shipped app's workers serve rows {', '.join(SERVED_BY_APP)} only")
+    url = next(u for key, _label, u, _counted in ROWS if key == row)
     pids = workers()
     if not pids:
         raise SystemExit(f"no uWSGI worker of the shipped app in {HOST}: run `make bench` first")
