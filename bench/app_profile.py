@@ -87,7 +87,7 @@ def stages(raw: str) -> collections.Counter:
     """Samples per stage (STAGES, else OUTSIDE) of py-spy's raw output."""
     counts: collections.Counter = collections.Counter()
     for line in raw.splitlines():
-        stack, _, n = line.rpartition(" ")
+        stack, _space, n = line.rpartition(" ")
         in_app = re.search(r"Flask\.__call__", stack)
         counts[next((name for name, pattern in STAGES if re.search(pattern, stack)), OUTSIDE) if in_app
                else OUTSIDE] += int(n)

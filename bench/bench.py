@@ -411,8 +411,10 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def publish(table: str, stem: str, alt: str, markers: tuple[str, str] = ("<!-- bench:begin -->",
-                                                                        "<!-- bench:end -->")) -> None:
+DOC_MARKERS = ("<!-- bench:begin -->", "<!-- bench:end -->")  # the "Latest run" section
+
+
+def publish(table: str, stem: str, alt: str, markers: tuple[str, str] = DOC_MARKERS) -> None:
     """Writes a result's .md, draws its .png (when BENCH_CHART_PYTHON names a
     Python with matplotlib) and puts both between the markers of
     docs/benchmarks.md."""
