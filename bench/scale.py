@@ -34,6 +34,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml  # PyYAML, which Ansible brings into the controller venv
+
 from bench import RESULTS, ROOT, converge, log, publish, sh  # bench/bench.py, beside this file
 
 PREFIX = "flaskops-scale"
@@ -52,8 +54,8 @@ def write_inventory(groups: dict[str, list[str]]) -> None:
     """The bench's inventory (bench/inventory: connection, extra CA, database
     password) with this size's groups."""
     INVENTORY.mkdir(parents=True, exist_ok=True)
-    inventory = {"all": {"vars": {"ansible_connection": "community.docker.docker",
-                                  "ansible_python_interpreter": "/usr/bin/python3"},
+    bench_vars = yaml.safe_load((ROOT / "bench" / "inventory" / "hosts.yml").read_text())["all"]["vars"]
+    inventory = {"all": {"vars": bench_vars,
                          "children": {g: {"hosts": {h: None for h in names}} for g, names in groups.items()}}}
     (INVENTORY / "hosts.yml").write_text(json.dumps(inventory, indent=2) + "\n")  # JSON is YAML
     link = INVENTORY / "group_vars"
