@@ -7,6 +7,7 @@ and reload-on-rss to 160 MB (molecule.yml).
 """
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -149,6 +150,27 @@ def test_the_app_survives_20_seconds_without_its_database(host):
     assert main_pid(host, UWSGI) == master and uwsgi_workers(host) == workers
 
 
+def notes_pages_at_once(host, count: int = 24, in_flight: int = 8) -> list[list]:
+    """[status, body] of count GET /api/notes, in_flight at a time (so every
+    worker gets some); status 0 where no answer came (the body says why)."""
+    return json.loads(host.check_output("python3 %s %s %s", client(host, "https_paths"),
+                                        json.dumps(["/api/notes"] * count), str(in_flight)))
+
+
+def failed(answers: list[list]) -> list[list]:
+    return [[status, body[:300]] for status, body in answers if status != 200]
+
+
+def test_no_request_fails_once_the_database_is_back_from_a_restart(host):
+    # The workers' pools hold connections whose sessions the restart ends;
+    # each must be replaced before a request gets it, not fail that request.
+    assert not failed(notes_pages_at_once(host)), "before the restart"
+    master, workers = main_pid(host, UWSGI), uwsgi_workers(host)
+    host.check_output("systemctl restart %s", postgres_unit(host))  # returns once it accepts connections
+    assert not failed(notes_pages_at_once(host)), "after the restart"
+    assert main_pid(host, UWSGI) == master and uwsgi_workers(host) == workers, "the same workers answered"
+
+
 def test_a_worker_past_reload_on_rss_is_recycled_without_a_failed_request(host):
     master = main_pid(host, UWSGI)
     start_load(host, "/api/notes", max_seconds=120, name="rss")
@@ -244,6 +266,38 @@ def test_restarts_of_uwsgi_under_load_fail_no_request(host):
         codes = stop_load(host, "restarts")
     assert len(codes) > 50, len(codes)
     assert set(codes) == {200}, statuses(codes)
+
+
+# Prints {fd: file status flags} of each listening TCP socket a process holds.
+LISTENING_SOCKET_FLAGS = """
+import json, os, sys
+pid = sys.argv[1]
+listening = set()
+for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    for row in open(table).read().splitlines()[1:]:
+        field = row.split()
+        if field[3] == "0A":
+            listening.add(field[9])
+flags = {}
+for fd in os.listdir(f"/proc/{pid}/fd"):
+    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+    if target.startswith("socket:[") and target[8:-1] in listening:
+        info = open(f"/proc/{pid}/fdinfo/{fd}").read().splitlines()
+        flags[fd] = int(next(line.split()[1] for line in info if line.startswith("flags:")), 8)
+print(json.dumps(flags))
+"""
+
+
+def test_nginx_accepts_from_non_blocking_sockets(host):
+    # The sockets come from systemd (nginx.socket). A blocking one leaves a
+    # worker waiting in accept() when another worker took the connection it
+    # was woken for, and the requests that worker holds stall until the next
+    # connection arrives: seen as TLS handshakes and responses that never
+    # came in bursts of requests after a quiet spell.
+    flags = json.loads(host.check_output("python3 -c %s %s", LISTENING_SOCKET_FLAGS, str(main_pid(host, "nginx"))))
+    assert len(flags) >= 2, f"nginx's master holds {len(flags)} listening sockets, not those of 80 and 443"
+    blocking = [fd for fd, value in flags.items() if not value & os.O_NONBLOCK]
+    assert not blocking, f"nginx's listening sockets {blocking} are blocking"
 
 
 def test_restarts_of_nginx_under_load_fail_no_request(host):

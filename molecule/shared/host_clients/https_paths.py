@@ -1,16 +1,28 @@
 """Requests each path over HTTPS exactly as given (no normalisation by the
-client); prints [[status, body], ...] as JSON. argv: the paths as JSON."""
+client); prints [[status, body], ...] as JSON, in the order given.
+argv: the paths as JSON, and optionally how many requests to have in flight
+at once (default 1: one after the other). A request that fails without an
+answer counts as status 0, its error as the body."""
 import http.client
 import json
 import ssl
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 ctx = ssl._create_unverified_context()
-out = []
-for path in json.loads(sys.argv[1]):
-    conn = http.client.HTTPSConnection("127.0.0.1", 443, timeout=15, context=ctx)
-    conn.request("GET", path)
-    r = conn.getresponse()
-    out.append([r.status, r.read().decode("utf-8", "replace")])
-    conn.close()
-print(json.dumps(out))
+
+
+def get(path: str) -> list:
+    try:
+        conn = http.client.HTTPSConnection("127.0.0.1", 443, timeout=15, context=ctx)
+        conn.request("GET", path)
+        r = conn.getresponse()
+        answer = [r.status, r.read().decode("utf-8", "replace")]
+        conn.close()
+        return answer
+    except (OSError, http.client.HTTPException) as exc:
+        return [0, repr(exc)]
+
+
+with ThreadPoolExecutor(max_workers=int(sys.argv[2]) if len(sys.argv) > 2 else 1) as pool:
+    print(json.dumps(list(pool.map(get, json.loads(sys.argv[1])))))
