@@ -20,6 +20,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .models import db
+from .pool import replace_connections_the_server_ended
 
 
 class ConfigError(RuntimeError):
@@ -57,9 +58,9 @@ def load_config(environ: Mapping[str, str]) -> dict[str, Any]:
         "SECRET_KEY": secret or "debug-only-insecure-key",
         "SQLALCHEMY_DATABASE_URI": sqlalchemy_url(database_url),
         "SQLALCHEMY_ENGINE_OPTIONS": {
-            # A connection that died with a database restart is replaced
-            # instead of failing the next request.
-            "pool_pre_ping": True,
+            # No pool_pre_ping: app/pool.py replaces a connection the server
+            # ended (a database restart) before a request gets it, without
+            # a round trip.
             "pool_recycle": 1800,
             "connect_args": {"connect_timeout": int(environ.get("DATABASE_CONNECT_TIMEOUT", "3"))},
         },
@@ -80,6 +81,9 @@ def create_app(overrides: Mapping[str, Any] | None = None, environ: Mapping[str,
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
     db.init_app(app)
+    with app.app_context():
+        for engine in db.engines.values():
+            replace_connections_the_server_ended(engine)
 
     from .routes import bp
 
