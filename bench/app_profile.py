@@ -12,7 +12,7 @@ each: wall clock (every sample, waiting on PostgreSQL or for a CPU
 included), then only the samples in which a worker is on a CPU.
 
 Prints the share of each stage and writes it, with the raw samples, to
-bench/results/profile-<row>-<date>.txt, .wall.raw and .cpu.raw (.json: the
+bench/results/profile-<row>-<date>.txt (<date>-2... for a later run that day), .wall.raw and .cpu.raw (.json: the
 run's settings and wrk's req/s).
 usage: app_profile.py [ROW]  (B, C or G, default G; BENCH_HOST, BENCH_PROFILE_SECONDS (10));
 app_profile.py --report bench/results/profile-ROW-DATE.json renders a saved one.
@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import CONNECTIONS, HOST, RESULTS, ROOT, ROWS, THREADS, log  # bench/bench.py
+from bench import CONNECTIONS, HOST, RESULTS, ROOT, ROWS, THREADS, log, new_stem  # bench/bench.py
 
 SECONDS = int(os.environ.get("BENCH_PROFILE_SECONDS", "10"))
 RATE = 100  # samples per second and worker
@@ -44,7 +44,7 @@ PY_SPY = ROOT / ".cache" / "chart-venv" / "bin" / "py-spy"  # requirements/bench
 # the query's call.
 STAGES = [
     ("session end: rollback and return of the connection", r"_teardown_session|\bremove \([^;]*scoping"),
-    ("pool checkout: pre-ping (SELECT 1)", r"\b_?do_ping|_do_ping_w_event"),
+    ("pool checkout: pre-ping (a query per checkout)", r"\b_?do_ping|_do_ping_w_event"),
     ("pool checkout: the rest", r"\b_checkout \([^;]*pool/base|_ConnectionFairy"),
     ("ORM: rows to Note objects", r"orm/loading\.py"),
     ("query: execute and fetch (psycopg, PostgreSQL)", r"psycopg/"),
@@ -144,7 +144,7 @@ def main() -> int:
     rps = re.search(r"Requests/sec:\s+([\d.]+)", wrk_out)
     run = {"row": row, "url": url, "date": dt.date.today().isoformat(), "workers": len(pids), "seconds": SECONDS,
            "rate": RATE, "rps": float(rps.group(1)) if rps else None}
-    stem = RESULTS / f"profile-{row.replace(chr(39), 'p')}-{run['date']}"
+    stem = RESULTS / new_stem(f"profile-{row.replace(chr(39), 'p')}-")
     stem.with_suffix(".json").write_text(json.dumps(run, indent=2) + "\n")
     for mode, text in raw.items():
         stem.with_suffix(f".{mode}.raw").write_text(text)

@@ -7,15 +7,17 @@
 2. bench/extras.yml adds the endpoints of the rows the shipped site does not
    have (raw uWSGI, plain HTTP, TCP, the reference recipe's uWSGI settings
    behind this collection's nginx, and the whole recipe: its own nginx
-   configuration, bench/recipe-nginx.conf, in front of those settings).
+   configuration, bench/recipe-nginx.conf, in front of those settings), and
+   row G0: row G's page from the sample app of BASELINE_REF.
 3. wrk runs inside the container against its own 127.0.0.1, the same
    connections and threads for every row, ROUNDS rounds after a warm-up.
    Rows whose ratio has a target run back to back (A' then B, R then C then
-   RN, E then F; the other way round in every other round), and each round
+   RN, E then F, G0 then G; the other way round in every other round), and each round
    starts one group later, so a slow minute of a shared machine hits both
    rows of a ratio alike. A ratio is taken per round, from the two rows' runs
    of that round; a target on it is met only when its lowest round meets it.
-4. bench/results/<date>.json, .md and .png; docs/benchmarks.md shows the
+4. bench/results/<date>.json, .md and .png (<date>-2 for the day's second
+   run, and so on); docs/benchmarks.md shows the
    table and chart of the latest run between its bench markers.
 
 The exit status is 1 when a row saw errors or a target was missed.
@@ -72,6 +74,12 @@ DYNAMIC = "/api/client"  # a Flask view without database access, Cache-Control: 
 # the recipe's uWSGI settings behind this collection's nginx, RN the same
 # uWSGI behind the recipe's own nginx configuration (R + the recipe's Nginx;
 # no other key starts with R, and S would read as an unrelated next row).
+# Row G0's app: the sample app of the commit before its reads went from four
+# round trips to PostgreSQL to one (pool pre-ping, a transaction around each
+# read), served beside row G by the same venv, uWSGI settings and nginx site
+# configuration (bench/extras.yml).
+BASELINE_REF = "1cc28b83959c5c3323fbc4dfab289e9b3da9c9cd"
+BASELINE_DIR = "/srv/bench-baseline"
 RECONNECTING = {"A"}
 ROWS = [
     ("A", "raw uWSGI http-socket (reconnects)", "http://127.0.0.1:9090" + DYNAMIC, True),
@@ -82,6 +90,8 @@ ROWS = [
     ("E", "static file from nginx (/static/css/app.css)", "http://127.0.0.1:8081/static/css/app.css", True),
     ("F", "cached dynamic page (uwsgi_cache HIT)", "http://127.0.0.1:8081/api/info", True),
     ("G", "page reading 50 rows from PostgreSQL", "http://127.0.0.1:8081/api/notes", True),
+    ("G0", f"row G's page from the sample app of {BASELINE_REF[:7]} (pre-ping, reads in a transaction)",
+     "http://127.0.0.1:8084/api/notes", True),
     ("R", "reference recipe's uWSGI settings behind this collection's nginx, HTTPS", "https://127.0.0.1:8443" + DYNAMIC,
      True),
     ("RN", "whole reference recipe: its nginx server block and uWSGI settings, HTTPS", "https://127.0.0.1:8444" + DYNAMIC,
@@ -89,10 +99,11 @@ ROWS = [
 ]
 # Rows measured back to back in each round (see measure()). C sits between
 # R and RN so that both C/R and C/RN are back to back; R/RN is one run apart.
-GROUPS = [("A'", "B"), ("R", "C", "RN"), ("E", "F"), ("A",), ("D",), ("G",)]
+GROUPS = [("A'", "B"), ("R", "C", "RN"), ("E", "F"), ("A",), ("D",), ("G0", "G")]
 # name, numerator, denominator, lower bound (None: reported only)
 RATIOS = [("B/A'", "B", "A'", 0.85), ("B/A", "B", "A", None), ("C/B", "C", "B", None), ("D/B", "D", "B", None),
-          ("F/E", "F", "E", 0.80), ("C/R", "C", "R", 1.25), ("C/RN", "C", "RN", None), ("R/RN", "R", "RN", None)]
+          ("F/E", "F", "E", 0.80), ("C/R", "C", "R", 1.25), ("C/RN", "C", "RN", None), ("R/RN", "R", "RN", None),
+          ("G/G0", "G", "G0", 1.5)]
 P99_LIMIT_MS = {"C": 50.0}
 # Provisioning runs: key in the results, label in the reports.
 PHASES = {"cold": "cold converge", "warm": "warm re-run", "warm_mitogen": "warm re-run, Mitogen strategy"}
@@ -218,6 +229,16 @@ def converge(label: str, playbook: str, env_extra: dict | None = None, args: tup
 
 # --- Serving -----------------------------------------------------------------------
 
+def copy_baseline() -> None:
+    """Row G0's app: sample_app as of BASELINE_REF, into BASELINE_DIR of the host."""
+    log(f"copying the sample app of {BASELINE_REF[:7]} into the host for row G0")
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", BASELINE_REF, "sample_app/app", "sample_app/wsgi.py"],
+                             check=True, capture_output=True).stdout
+    in_host(f"rm -rf {BASELINE_DIR} && mkdir -p {BASELINE_DIR}")
+    subprocess.run(["docker", "exec", "-i", HOST, "tar", "-x", "--no-same-owner", "-C", BASELINE_DIR],
+                   input=archive, check=True)
+
+
 def prepare_host() -> dict:
     log("installing wrk in the host")
     in_host("for i in 1 2 3; do apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk curl "
@@ -239,7 +260,9 @@ def prepare_host() -> dict:
     if not re.search(rf"(?im)^{RECIPE_NGINX_HEADER}:", recipe):
         raise SystemExit(f"row RN: no {RECIPE_NGINX_HEADER} header, not the recipe's server block:\n{recipe}")
     ini = {name: in_host(f"grep -E '^(processes|threads) ' /etc/uwsgi/{name}.ini").split("\n")
-           for name in ("flaskapp", "recipe")}
+           for name in ("flaskapp", "benchbase", "recipe")}
+    if ini["benchbase"] != ini["flaskapp"]:
+        raise SystemExit(f"rows G0 and G run with other uWSGI workers: {ini['benchbase']} / {ini['flaskapp']}")
     return {
         "cpu": in_host("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip(),
         "vcpus": int(in_host("nproc").strip()),
@@ -411,6 +434,17 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def new_stem(prefix: str = "") -> str:
+    """The name of a new result: <prefix><date>, or <prefix><date>-N for the
+    day's N-th run, so that a run never replaces one the docs may cite."""
+    date = dt.date.today().isoformat()
+    stem, count = f"{prefix}{date}", 1
+    while (RESULTS / f"{stem}.json").exists():
+        count += 1
+        stem = f"{prefix}{date}-{count}"
+    return stem
+
+
 DOC_MARKERS = ("<!-- bench:begin -->", "<!-- bench:end -->")  # the "Latest run" section
 
 
@@ -482,6 +516,7 @@ def main() -> int:
     for phase in WARM_PHASES:
         if provisioning[phase]["changed"]:
             raise SystemExit(f"the {PHASES[phase]} reported changed={provisioning[phase]['changed']}")
+    copy_baseline()
     converge("extras", "bench/extras.yml")
     host = prepare_host()
     runs = measure()
@@ -497,8 +532,9 @@ def main() -> int:
         "bench_wall_s": round(time.monotonic() - started),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{date}.json").write_text(json.dumps(result, indent=2) + "\n")
-    return report(result, date)
+    stem = new_stem()
+    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    return report(result, stem)
 
 
 if __name__ == "__main__":

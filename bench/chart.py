@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 # Bar colours: rows served through uWSGI, the reference recipe's rows (its
 # uWSGI settings behind this collection's nginx, and the whole recipe),
 # rows nginx answers alone; grey: rows the targets do not count.
-THROUGH_UWSGI = ("A", "A'", "B", "C", "D", "G")
+THROUGH_UWSGI = ("A", "A'", "B", "C", "D", "G", "G0")
 RECIPE = ("R", "RN")
 LABEL_WIDTH = 48  # characters per line of a row's label; longer ones wrap
 

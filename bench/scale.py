@@ -17,7 +17,7 @@ CPUs are the limit), tasks and task runs on the hosts. For cold and warm: the le
 Target (issue 20): the warm re-run over 8 app hosts takes less than twice the
 time over 1. Exit status 1 when it is missed.
 
-Writes bench/results/scale-<date>.json, .md and .png, and the section of
+Writes bench/results/scale-<date>.json (<date>-2... for a later run that day), .md and .png, and the section of
 docs/benchmarks.md between its bench-scale markers. `scale.py --report FILE`
 renders a saved run again; `--help` prints this. BENCH_SCALE_SIZES chooses the
 sizes (the target is judged only when 1 and 8 are among them).
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import yaml  # PyYAML, which Ansible brings into the controller venv
 
-from bench import RESULTS, ROOT, converge, log, publish, sh  # bench/bench.py, beside this file
+from bench import RESULTS, ROOT, converge, log, new_stem, publish, sh  # bench/bench.py, beside this file
 
 PREFIX = "flaskops-scale"
 SIZES = sorted({int(n) for n in os.environ.get("BENCH_SCALE_SIZES", "1 2 4 8").split()})
@@ -184,7 +184,7 @@ def main() -> int:
     result = {"date": date, "vcpus": os.cpu_count(), "sizes": sizes, "summary": summarise(sizes),
               "bench_wall_s": round(time.monotonic() - started)}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = f"scale-{date}"
+    stem = new_stem("scale-")
     (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     return report(result, stem)
 
