@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from functools import wraps
 
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
@@ -17,23 +18,34 @@ bp = Blueprint("main", __name__)
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def outside_a_transaction() -> None:
-    """This request's statements run without a transaction (call it first).
+@contextmanager
+def outside_a_transaction():
+    """The statements inside run without a transaction.
 
     Each read here is one SELECT, which PostgreSQL runs atomically by itself.
     Inside a transaction it would cost two more round trips (BEGIN before it,
-    ROLLBACK when the session ends) and nothing else. Only for requests that
-    write nothing: each statement commits on its own.
+    ROLLBACK when the session ends) and nothing else. Only for reads: each
+    statement commits on its own. At the end the session gives its
+    connection back to the pool, which resets it, so nothing after it in the
+    request can write outside a transaction by mistake. Reads inside a
+    transaction that is already open stay in it.
     """
+    if db.session().in_transaction():
+        yield
+        return
     db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    try:
+        yield
+    finally:
+        db.session.close()
 
 
 def reads_only(view):
-    """A view that only reads: outside_a_transaction() before it runs."""
+    """A view that only reads: it runs outside_a_transaction()."""
     @wraps(view)
     def run(*args, **kwargs):
-        outside_a_transaction()
-        return view(*args, **kwargs)
+        with outside_a_transaction():
+            return view(*args, **kwargs)
     return run
 
 
@@ -123,8 +135,8 @@ def info():
 @bp.get("/health")
 def health():
     try:
-        outside_a_transaction()
-        db.session.execute(text("SELECT 1"))
+        with outside_a_transaction():
+            db.session.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
         db.session.rollback()
         said = str(getattr(exc, "orig", None) or exc).strip()

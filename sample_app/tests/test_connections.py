@@ -4,9 +4,10 @@ import time
 
 import psycopg
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 
-from app.models import db
+from app.models import Note, db
+from app.routes import outside_a_transaction
 
 
 def end_every_other_session(database_url: str) -> int:
@@ -81,14 +82,48 @@ def test_a_page_that_only_reads_costs_one_round_trip(client, wire):
         before, trips = len(wire.sent()), wire.round_trips()
         assert client.get(path).status_code == 200, path
         assert wire.round_trips() - trips == 1, (path, wire.sent()[before:])
-        assert 'Query "BEGIN"' not in wire.sent()[before:], path
+        assert not [message for message in wire.sent()[before:] if message.startswith('Query "BEGIN')], path
+
+
+def began_and_committed(sent: list[str], table: str) -> bool:
+    """The INSERT into table went between a BEGIN and a COMMIT."""
+    insert = next(i for i, message in enumerate(sent) if f"INSERT INTO {table}" in message)
+    return (any(message.startswith('Query "BEGIN') for message in sent[:insert])
+            and 'Query "COMMIT"' in sent[insert:])
 
 
 def test_writes_keep_their_transaction(client, wire):
-    for post in (lambda: client.post("/api/notes", json={"body": "in a transaction"}),
-                 lambda: client.post("/notes", data={"body": "from the form"})):
+    # The first POST on a new connection; the others on the one reads have
+    # used just before.
+    for read, post in ((None, lambda: client.post("/api/notes", json={"body": "in a transaction"})),
+                       ("/api/notes", lambda: client.post("/api/notes", json={"body": "after a read"})),
+                       ("/", lambda: client.post("/notes", data={"body": "from the form"}))):
+        if read:
+            assert client.get(read).status_code == 200
         before = len(wire.sent())
         assert post().status_code in (201, 303)
-        sent = wire.sent()[before:]
-        insert = next(i for i, message in enumerate(sent) if 'INSERT INTO notes' in message)
-        assert 'Query "BEGIN"' in sent[:insert] and 'Query "COMMIT"' in sent[insert:], sent
+        assert began_and_committed(wire.sent()[before:], "notes"), wire.sent()[before:]
+
+
+def test_a_write_after_reads_in_the_same_app_context_has_its_transaction(app, wire):
+    # A CLI command or a test holds one app context, and so one session,
+    # across what would be several requests.
+    with app.app_context():
+        with outside_a_transaction():
+            db.session.scalars(select(Note)).all()
+        before = len(wire.sent())
+        db.session.add(Note(body="after reads in the same context"))
+        db.session.commit()
+        assert began_and_committed(wire.sent()[before:], "notes"), wire.sent()[before:]
+
+
+def test_reads_inside_an_open_transaction_stay_in_it(app):
+    with app.app_context():
+        db.session.add(Note(body="not committed yet"))
+        db.session.flush()
+        with outside_a_transaction():
+            seen = db.session.scalars(select(Note.body)).all()
+        db.session.commit()
+        assert "not committed yet" in seen
+        db.session.close()
+        assert db.session.scalars(select(Note.body)).all() == ["not committed yet"]
