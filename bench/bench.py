@@ -233,10 +233,13 @@ def copy_baseline() -> None:
     """Row G0's app: sample_app as of BASELINE_REF, into BASELINE_DIR of the host."""
     log(f"copying the sample app of {BASELINE_REF[:7]} into the host for row G0")
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", BASELINE_REF, "sample_app/app", "sample_app/wsgi.py"],
-                             check=True, capture_output=True).stdout
+                             check=False, capture_output=True)
+    if archive.returncode:
+        raise SystemExit(f"row G0 needs commit {BASELINE_REF} in this clone (a shallow clone lacks it): "
+                         + archive.stderr.decode(errors="replace").strip())
     in_host(f"rm -rf {BASELINE_DIR} && mkdir -p {BASELINE_DIR}")
     subprocess.run(["docker", "exec", "-i", HOST, "tar", "-x", "--no-same-owner", "-C", BASELINE_DIR],
-                   input=archive, check=True)
+                   input=archive.stdout, check=True)
 
 
 def prepare_host() -> dict:

@@ -13,15 +13,15 @@ ctx = ssl._create_unverified_context()
 
 
 def get(path: str) -> list:
+    conn = http.client.HTTPSConnection("127.0.0.1", 443, timeout=15, context=ctx)
     try:
-        conn = http.client.HTTPSConnection("127.0.0.1", 443, timeout=15, context=ctx)
         conn.request("GET", path)
         r = conn.getresponse()
-        answer = [r.status, r.read().decode("utf-8", "replace")]
-        conn.close()
-        return answer
+        return [r.status, r.read().decode("utf-8", "replace")]
     except (OSError, http.client.HTTPException) as exc:
         return [0, repr(exc)]
+    finally:
+        conn.close()
 
 
 with ThreadPoolExecutor(max_workers=int(sys.argv[2]) if len(sys.argv) > 2 else 1) as pool:
