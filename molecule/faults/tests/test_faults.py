@@ -268,33 +268,13 @@ def test_restarts_of_uwsgi_under_load_fail_no_request(host):
     assert set(codes) == {200}, statuses(codes)
 
 
-# Prints {fd: file status flags} of each listening TCP socket a process holds.
-LISTENING_SOCKET_FLAGS = """
-import json, os, sys
-pid = sys.argv[1]
-listening = set()
-for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-    for row in open(table).read().splitlines()[1:]:
-        field = row.split()
-        if field[3] == "0A":
-            listening.add(field[9])
-flags = {}
-for fd in os.listdir(f"/proc/{pid}/fd"):
-    target = os.readlink(f"/proc/{pid}/fd/{fd}")
-    if target.startswith("socket:[") and target[8:-1] in listening:
-        info = open(f"/proc/{pid}/fdinfo/{fd}").read().splitlines()
-        flags[fd] = int(next(line.split()[1] for line in info if line.startswith("flags:")), 8)
-print(json.dumps(flags))
-"""
-
-
 def test_nginx_accepts_from_non_blocking_sockets(host):
     # The sockets come from systemd (nginx.socket). A blocking one leaves a
     # worker waiting in accept() when another worker took the connection it
     # was woken for, and the requests that worker holds stall until the next
     # connection arrives: seen as TLS handshakes and responses that never
     # came in bursts of requests after a quiet spell.
-    flags = json.loads(host.check_output("python3 -c %s %s", LISTENING_SOCKET_FLAGS, str(main_pid(host, "nginx"))))
+    flags = json.loads(host.check_output("python3 %s %s", client(host, "listening_flags"), str(main_pid(host, "nginx"))))
     assert len(flags) >= 2, f"nginx's master holds {len(flags)} listening sockets, not those of 80 and 443"
     blocking = [fd for fd, value in flags.items() if not value & os.O_NONBLOCK]
     assert not blocking, f"nginx's listening sockets {blocking} are blocking"
