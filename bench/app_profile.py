@@ -144,7 +144,7 @@ def main() -> int:
     rps = re.search(r"Requests/sec:\s+([\d.]+)", wrk_out)
     run = {"row": row, "url": url, "date": dt.date.today().isoformat(), "workers": len(pids), "seconds": SECONDS,
            "rate": RATE, "rps": float(rps.group(1)) if rps else None}
-    stem = RESULTS / new_stem(f"profile-{row.replace(chr(39), 'p')}-")
+    stem = RESULTS / new_stem(run["date"], f"profile-{row.replace(chr(39), 'p')}-")
     stem.with_suffix(".json").write_text(json.dumps(run, indent=2) + "\n")
     for mode, text in raw.items():
         stem.with_suffix(f".{mode}.raw").write_text(text)

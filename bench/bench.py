@@ -437,10 +437,10 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def new_stem(prefix: str = "") -> str:
-    """The name of a new result: <prefix><date>, or <prefix><date>-N for the
-    day's N-th run, so that a run never replaces one the docs may cite."""
-    date = dt.date.today().isoformat()
+def new_stem(date: str, prefix: str = "") -> str:
+    """The name of a new result of a run of date: <prefix><date>, or
+    <prefix><date>-N for the day's N-th run, so that a run never replaces one
+    the docs may cite."""
     stem, count = f"{prefix}{date}", 1
     while (RESULTS / f"{stem}.json").exists():
         count += 1
@@ -535,7 +535,7 @@ def main() -> int:
         "bench_wall_s": round(time.monotonic() - started),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = new_stem()
+    stem = new_stem(date)
     (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     return report(result, stem)
 

@@ -184,7 +184,7 @@ def main() -> int:
     result = {"date": date, "vcpus": os.cpu_count(), "sizes": sizes, "summary": summarise(sizes),
               "bench_wall_s": round(time.monotonic() - started)}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = new_stem("scale-")
+    stem = new_stem(date, "scale-")
     (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     return report(result, stem)
 
