@@ -1,9 +1,13 @@
 """flaskops.stack `make bench`: provisioning and serving speed, measured in one run.
 
-1. A fresh container host (scripts/local-host.sh create) gets the whole stack
-   from playbooks/site.yml with the shipped defaults: the cold converge, then
-   a warm re-run that must report changed=0, then the same warm re-run under
-   Mitogen's strategy. Wall time and time per role of each.
+1. The reference recipe done by hand (bench/recipe-by-hand.sh) on a fresh
+   container host, alone on the machine, timed to its first 200 through
+   nginx; then that host is removed. A fresh container host from the same
+   image (scripts/local-host.sh create) gets the whole stack from
+   playbooks/site.yml with the shipped defaults: the cold converge, then a
+   warm re-run that must report changed=0, then the same warm re-run under
+   Mitogen's strategy. Wall time and time per role of each, and where apt
+   spent its time on both fresh hosts (their apt and dpkg logs).
 2. bench/extras.yml adds the endpoints of the rows the shipped site does not
    have (raw uWSGI, plain HTTP, TCP, the reference recipe's uWSGI settings
    behind this collection's nginx, and the whole recipe: its own nginx
@@ -203,6 +207,7 @@ def converge(label: str, playbook: str, env_extra: dict | None = None, args: tup
     per_role: dict[str, float] = {}
     host_runs: dict[str, int] = {}
     tasks = []
+    apt_s = 0.0
     for play in report["plays"]:
         for task in play["tasks"]:
             name = task["task"]["name"]
@@ -210,6 +215,8 @@ def converge(label: str, playbook: str, env_extra: dict | None = None, args: tup
             seconds = _seconds(task["task"]["duration"])
             per_role[role] = per_role.get(role, 0.0) + seconds
             tasks.append((seconds, name))
+            if any(r.get("action", "").rsplit(".", 1)[-1] == "apt" for r in task["hosts"].values()):
+                apt_s += seconds
             runs = sum(host_task_runs(result) for result in task["hosts"].values())
             if runs:
                 host_runs[role] = host_runs.get(role, 0) + runs
@@ -224,7 +231,113 @@ def converge(label: str, playbook: str, env_extra: dict | None = None, args: tup
         "host_task_runs": sum(host_runs.values()),
         "host_task_runs_per_role": dict(sorted(host_runs.items(), key=lambda kv: -kv[1])),
         "slowest_tasks": [{"task": n, "s": round(s, 1)} for s, n in tasks[:6]],
+        "apt_tasks_s": round(apt_s, 1),
     }
+
+
+RECIPE_HOST = HOST + "-recipe"  # the fresh host the recipe is done on by hand
+RECIPE_BY_HAND = ROOT / "bench" / "recipe-by-hand.sh"
+
+
+def recipe_by_hand() -> dict:
+    """The reference recipe done by hand (bench/recipe-by-hand.sh) on a fresh
+    host from the image the cold converge starts from: its wall time and the
+    apt profile of that host. It runs before the bench host exists, alone on
+    the machine. The app's source (the working tree's, which the converge
+    deploys too), the script, the recipe's server block and the machine's
+    extra CA (which the bench host gets from the base role) go in before the
+    clock starts. A failure is recorded, not raised."""
+    sh([str(ROOT / "scripts" / "local-host.sh"), "create", RECIPE_HOST])
+    try:
+        archive = subprocess.run(["tar", "-c", "-C", str(ROOT), "sample_app/app", "sample_app/wsgi.py",
+                                  "sample_app/requirements.txt"], check=True, capture_output=True).stdout
+        subprocess.run(["docker", "exec", "-i", RECIPE_HOST, "tar", "-x", "--no-same-owner", "-C", "/root"],
+                       input=archive, check=True)
+        for src, dest in ((RECIPE_NGINX, "/root/recipe-nginx.conf"), (RECIPE_BY_HAND, "/root/recipe-by-hand.sh")):
+            sh(["docker", "cp", str(src), f"{RECIPE_HOST}:{dest}"])
+        ca = os.environ.get("FLASKOPS_EXTRA_CA_FILE")
+        if ca:
+            sh(["docker", "cp", ca, f"{RECIPE_HOST}:/usr/local/share/ca-certificates/flaskops-extra.crt"])
+            sh(["docker", "exec", RECIPE_HOST, "update-ca-certificates"], capture_output=True)
+        log(f"the reference recipe by hand on {RECIPE_HOST}")
+        since = host_clock(RECIPE_HOST)
+        started = time.monotonic()
+        done = subprocess.run(["docker", "exec", "-e", "PIP_CERT=/etc/ssl/certs/ca-certificates.crt",
+                               RECIPE_HOST, "bash", "/root/recipe-by-hand.sh"],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
+        wall = time.monotonic() - started
+        if done.returncode:
+            log(f"the recipe by hand failed (exit {done.returncode})")
+            return {"error": f"exit {done.returncode}: " + (done.stdout + done.stderr)[-2000:]}
+        return {"wall_s": round(wall, 1), "apt": apt_profile(RECIPE_HOST, since)}
+    finally:
+        subprocess.run(["docker", "rm", "-f", RECIPE_HOST], capture_output=True, check=False)
+
+
+def host_clock(host: str) -> dt.datetime:
+    """The host's clock to the second, in the time zone its apt and dpkg logs use."""
+    return dt.datetime.fromisoformat(subprocess.run(["docker", "exec", host, "date", "+%F %T"], check=True,
+                                                    capture_output=True, text=True).stdout.strip())
+
+
+# dpkg.log statuses that end a package's configure step: configured, or
+# configured but for triggers that run later.
+CONFIGURED = ("status installed", "status triggers-pending", "status triggers-awaited")
+
+
+def apt_profile(host: str, since: dt.datetime) -> dict:
+    """Where a host's apt transactions since `since` spent their time, from
+    its own logs, to the second: /var/log/apt/history.log gives each
+    transaction that installed or upgraded packages (its dpkg window, from
+    its Start-Date to its End-Date; the package lists, downloads and apt's
+    own work come before it), /var/log/dpkg.log what happened in that
+    window: the time from each dpkg run's start to the next (unpacking or
+    configuring, triggers included), each package's configure step (to the
+    status that says it is configured), and the triggers run. An event in the second one
+    window ends and the next starts counts in the later one only."""
+    def stamp(text: str) -> dt.datetime:
+        return dt.datetime.strptime(" ".join(text.split()), "%Y-%m-%d %H:%M:%S")
+
+    def read(path: str) -> str:
+        return subprocess.run(["docker", "exec", host, "cat", path], check=True, capture_output=True,
+                              text=True).stdout
+
+    spans = []
+    for block in read("/var/log/apt/history.log").split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.strip().splitlines() if ": " in line)
+        changed = ", ".join(fields[k] for k in ("Install", "Upgrade") if k in fields)
+        if changed and "End-Date" in fields and stamp(fields["Start-Date"]) >= since:
+            spans.append((stamp(fields["Start-Date"]), stamp(fields["End-Date"]), len(re.findall(r"\)(?:, |$)", changed))))
+    events = [(stamp(m[1]), m[2], m[3]) for m in re.finditer(
+        r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (startup \w+ \w+|configure|status [\w-]+|trigproc) ?(\S*)",
+        read("/var/log/dpkg.log"), re.MULTILINE)]
+    phases = {"unpack": 0, "configure": 0}
+    slowest: list[tuple[int, str]] = []
+    triggers: dict[str, int] = {}
+    transactions = []
+    starts = [start for start, _end, _packages in spans[1:]] + [dt.datetime.max]
+    for (start, end, packages), next_start in zip(spans, starts):
+        inside = [e for e in events if start <= e[0] <= end and e[0] < next_start]
+        startups = [(t, what.split()[-1]) for t, what, _package in inside if what.startswith("startup")]
+        ends = [t for t, _what in startups[1:]] + [end]
+        for (t, phase), t_next in zip(startups, ends):
+            if phase in phases:
+                phases[phase] += int((t_next - t).total_seconds())
+        configures: dict[str, dt.datetime] = {}
+        for t, what, package in inside:
+            if what == "trigproc":
+                triggers[package.split(":")[0]] = triggers.get(package.split(":")[0], 0) + 1
+            elif what == "configure":
+                configures[package] = t
+            elif what in CONFIGURED and package in configures:
+                slowest.append((int((t - configures.pop(package)).total_seconds()), package.split(":")[0]))
+        transactions.append({"start": start.isoformat(sep=" "), "packages": packages,
+                             "dpkg_s": int((end - start).total_seconds())})
+    slowest.sort(reverse=True)
+    return {"transactions": transactions, "dpkg_s": sum(t["dpkg_s"] for t in transactions),
+            "packages": sum(t["packages"] for t in transactions), "phases_s": phases,
+            "slowest_configures": [{"package": p, "s": s} for s, p in slowest[:5] if s],
+            "triggers_run": triggers}
 
 
 # --- Serving -----------------------------------------------------------------------
@@ -434,7 +547,32 @@ def markdown(result: dict) -> str:
             lines.append(f"| {what} | {p['wall_s']} | {p['changed']} | {roles} | {runs} |")
     slow = "; ".join(f"{t['task']} {t['s']} s" for t in prov["cold"]["slowest_tasks"][:4])
     lines += ["", f"Slowest tasks of the cold converge: {slow}."]
+    if "recipe_by_hand" in prov:
+        lines += ["", cold_against_recipe(prov["cold"], prov["recipe_by_hand"])]
     return "\n".join(lines) + "\n"
+
+
+def cold_against_recipe(cold: dict, recipe: dict) -> str:
+    """The cold converge beside the recipe done by hand, with where apt spent its time on each host."""
+    def apt(profile: dict) -> str:
+        slow = ", ".join(f"{c['package']} {c['s']} s" for c in profile["slowest_configures"][:3]) or "none over 1 s"
+        ran = ", ".join(f"{k} x{v}" for k, v in profile["triggers_run"].items()) or "none"
+        count = len(profile["transactions"])
+        return (f"{count} apt transaction{'s' if count != 1 else ''} installed or upgraded {profile['packages']} "
+                f"packages, in dpkg windows of {profile['dpkg_s']} s in all (dpkg runs unpacking: "
+                f"{profile['phases_s']['unpack']} s, configuring with the triggers: {profile['phases_s']['configure']} s; "
+                f"slowest configure steps: {slow}; triggers run: {ran})")
+
+    if "error" in recipe:
+        return f"The reference recipe done by hand (bench/recipe-by-hand.sh) failed in this run: {recipe['error']}"
+    return (f"The reference recipe done by hand (bench/recipe-by-hand.sh, run first, alone, on a fresh host from "
+            f"the same image) took {recipe['wall_s']} s to its first 200 through nginx; the cold converge took "
+            f"{cold['wall_s']} s ({cold['wall_s'] / recipe['wall_s']:.2f} times as long) to a host that also has "
+            "a firewall, backups with pgBackRest, TLS for PostgreSQL and the checks of every step, up to the end "
+            f"of the playbook. Cold converge: {apt(cold['apt'])}; its apt tasks took {cold['apt_tasks_s']} s, "
+            "whose time outside the dpkg windows (package lists, downloads, apt and Ansible's own work) is not "
+            f"split further. By hand: {apt(recipe['apt'])}. From each host's apt history and dpkg logs, to "
+            "the second.")
 
 
 def new_stem(date: str, prefix: str = "") -> str:
@@ -512,10 +650,14 @@ def main() -> int:
         src.write_text(json.dumps(result, indent=2) + "\n")
         return report(result, src.stem)
     started = time.monotonic()
+    recipe = recipe_by_hand()
     sh([str(ROOT / "scripts" / "local-host.sh"), "create", HOST])
-    provisioning = {"cold": converge("cold", "playbooks/site.yml"),
-                    "warm": converge("warm", "playbooks/site.yml"),
-                    "warm_mitogen": converge("warm-mitogen", "playbooks/site.yml", *mitogen())}
+    cold_since = host_clock(HOST)
+    provisioning = {"cold": converge("cold", "playbooks/site.yml")}
+    provisioning["cold"]["apt"] = apt_profile(HOST, cold_since)
+    provisioning["warm"] = converge("warm", "playbooks/site.yml")
+    provisioning["warm_mitogen"] = converge("warm-mitogen", "playbooks/site.yml", *mitogen())
+    provisioning["recipe_by_hand"] = recipe
     for phase in WARM_PHASES:
         if provisioning[phase]["changed"]:
             raise SystemExit(f"the {PHASES[phase]} reported changed={provisioning[phase]['changed']}")
