@@ -24,7 +24,8 @@
    run, and so on); docs/benchmarks.md shows the
    table and chart of the latest run between its bench markers.
 
-The exit status is 1 when a row saw errors or a target was missed.
+The exit status is 1 when a row saw errors, a target was missed or the
+recipe by hand failed.
 `bench.py --report bench/results/<date>.json` renders a saved run again (rewriting
 that .json, its .md and docs/benchmarks.md); `bench.py --help` prints this.
 Settings (environment): BENCH_ROUNDS (5), BENCH_DURATION seconds per run (10),
@@ -620,11 +621,14 @@ def provisioning_targets(prov: dict) -> list[dict]:
 
 
 def report(result: dict, stem: str) -> int:
-    """Writes the .md, .png and docs section of a result; 1 if a target was missed."""
+    """Writes the .md, .png and docs section of a result; 1 if a target was
+    missed or the recipe by hand failed."""
     table = markdown(result)
     publish(table, stem, "req/s per row")
     print(table)
     missed = [t["target"] for t in result["targets"] if not t["met"]]
+    if "error" in result["provisioning"].get("recipe_by_hand", {}):
+        missed.append("the reference recipe by hand ran to its end")
     if missed:
         log("missed: " + "; ".join(missed))
         return 1
