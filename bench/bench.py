@@ -129,6 +129,12 @@ def sh(args: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(args, check=True, text=True, **kw)
 
 
+def untar_into(host: str, directory: str, archive: bytes) -> None:
+    """Unpacks a tar archive into a directory of a container host, owned by root."""
+    subprocess.run(["docker", "exec", "-i", host, "tar", "-x", "--no-same-owner", "-C", directory],
+                   input=archive, check=True)
+
+
 def in_host(script: str) -> str:
     done = subprocess.run(["docker", "exec", HOST, "bash", "-euo", "pipefail", "-c", script],
                           text=True, capture_output=True, check=False)
@@ -252,8 +258,7 @@ def recipe_by_hand() -> dict:
     try:
         archive = subprocess.run(["tar", "-c", "-C", str(ROOT), "sample_app/app", "sample_app/wsgi.py",
                                   "sample_app/requirements.txt"], check=True, capture_output=True).stdout
-        subprocess.run(["docker", "exec", "-i", RECIPE_HOST, "tar", "-x", "--no-same-owner", "-C", "/root"],
-                       input=archive, check=True)
+        untar_into(RECIPE_HOST, "/root", archive)
         for src, dest in ((RECIPE_NGINX, "/root/recipe-nginx.conf"), (RECIPE_BY_HAND, "/root/recipe-by-hand.sh")):
             sh(["docker", "cp", str(src), f"{RECIPE_HOST}:{dest}"])
         ca = os.environ.get("FLASKOPS_EXTRA_CA_FILE")
@@ -352,8 +357,7 @@ def copy_baseline() -> None:
         raise SystemExit(f"row G0 needs commit {BASELINE_REF} in this clone (a shallow clone lacks it): "
                          + archive.stderr.decode(errors="replace").strip())
     in_host(f"rm -rf {BASELINE_DIR} && mkdir -p {BASELINE_DIR}")
-    subprocess.run(["docker", "exec", "-i", HOST, "tar", "-x", "--no-same-owner", "-C", BASELINE_DIR],
-                   input=archive.stdout, check=True)
+    untar_into(HOST, BASELINE_DIR, archive.stdout)
 
 
 def prepare_host() -> dict:
