@@ -152,6 +152,36 @@ def test_nothing_but_nginx_listens_on_a_public_address(host):
     assert public == []
 
 
+NODE_EXPORTER_SETTINGS = "/etc/default/prometheus-node-exporter"
+
+
+def listens_on(host, address: str) -> bool:
+    return address in host.check_output("ss -Htln").split()
+
+
+def test_an_exporter_left_on_old_settings_is_restarted_onto_its_own(host):
+    """A run that failed before its handlers leaves an exporter listening
+    where its old file said, while the file is already right: the next run
+    finds it by its socket and restarts it."""
+    on_primary_distro_only()
+    set_here, elsewhere = "127.0.0.1:9100", "127.0.0.1:9109"
+    original = host.file(NODE_EXPORTER_SETTINGS).content
+    moved = original.replace(set_here.encode() + b" ", elsewhere.encode() + b" ")
+    assert moved != original
+    try:
+        put_file(host, NODE_EXPORTER_SETTINGS, moved)
+        host.check_output("systemctl restart prometheus-node-exporter")
+        assert wait_for(lambda: listens_on(host, elsewhere))
+        put_file(host, NODE_EXPORTER_SETTINGS, original)
+        result = run_converge(host, {}, tags=["monitoring"])
+        assert result.returncode == 0, result.failure_text or result.raw
+        assert listens_on(host, set_here) and not listens_on(host, elsewhere)
+    finally:
+        put_file(host, NODE_EXPORTER_SETTINGS, original)
+        if not listens_on(host, set_here):
+            host.check_output("systemctl restart prometheus-node-exporter")
+
+
 def test_bad_monitoring_input_is_refused_before_any_change(host):
     on_primary_distro_only()
     result = run_converge(host, {"prometheus_listen_address": "0.0.0.0"}, tags=["monitoring"])
