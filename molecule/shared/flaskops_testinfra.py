@@ -128,6 +128,19 @@ def main_pid(host, unit: str) -> int:
     return int(host.check_output("systemctl show -p MainPID --value %s", unit))
 
 
+def stopped_and_started(host, unit: str) -> tuple[int, int]:
+    """When unit last became inactive and last became active (CLOCK_MONOTONIC, us; 0: never)."""
+    shown = dict(line.split("=", 1) for line in host.check_output(
+        "systemctl show -p InactiveEnterTimestampMonotonic -p ActiveEnterTimestampMonotonic %s", unit).splitlines())
+    return int(shown["InactiveEnterTimestampMonotonic"]), int(shown["ActiveEnterTimestampMonotonic"])
+
+
+def paused_and_resumed(host, unit: str, before: tuple[int, int]) -> bool:
+    """unit, seen at before (stopped_and_started), stopped since and started again, and is active."""
+    stopped, started = stopped_and_started(host, unit)
+    return stopped > before[1] and started > stopped and host.service(unit).is_running
+
+
 def start_load(host, path: str = "/api/notes", max_seconds: int = 420, name: str = "load",
                interval: float = 0.0) -> None:
     """Start the load loop in the background inside host (see stop_load);

@@ -14,14 +14,17 @@ import time
 from pathlib import Path
 
 import pytest
-from flaskops_testinfra import (client, http, main_pid, on_primary_distro_only, run_converge, run_playbook,
-                                uwsgi_requests_served, wait_for)
+from flaskops_testinfra import (client, http, main_pid, on_primary_distro_only, paused_and_resumed, run_converge,
+                                run_playbook, stopped_and_started, uwsgi_requests_served, wait_for)
 
 NAMES = {"flaskapp": "flaskapp.flaskops.test", "links": "links.flaskops.test"}
 LINKS = f"https://{NAMES['links']}"
 FLASKAPP = f"https://{NAMES['flaskapp']}"
 LINKS_STATS = "/run/uwsgi/links/stats.sock"
 BACKUPS = "/var/backups/postgresql"
+# The timers of the host's scheduled backups: its dumps, pgBackRest's full and differential.
+BACKUP_TIMERS = ["flaskops-postgres-backup.timer", "flaskops-pgbackrest-backup@full.timer",
+                 "flaskops-pgbackrest-backup@diff.timer"]
 RECOVER_PLAYBOOK = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / "playbooks" / "recover.yml"
 
 
@@ -168,9 +171,9 @@ def test_an_app_taken_off_leaves_the_other_serving_and_its_data_kept(host):
 
 def test_recovery_to_a_moment_is_what_the_apps_serve(host):
     """recover.yml on the whole stack: a link added before a moment is served
-    after recovering to it, one added after is not, and the apps' uWSGI were
-    stopped for it and serve again. (Back to the latest change: the postgres
-    scenario.)"""
+    after recovering to it, one added after is not, the apps' uWSGI were
+    stopped for it and serve again, and so were the backup timers. (Back to
+    the latest change: the postgres scenario.)"""
     on_primary_distro_only()
     run = time.time_ns()
     before, after = f"https://example.com/before-{run}", f"https://example.com/after-{run}"
@@ -179,9 +182,12 @@ def test_recovery_to_a_moment_is_what_the_apps_serve(host):
     time.sleep(0.5)
     add_link(host, after)
     pids = {app: main_pid(host, f"uwsgi-{app}") for app in NAMES}
+    timers = {timer: stopped_and_started(host, timer) for timer in BACKUP_TIMERS}
 
     result = run_playbook(host, str(RECOVER_PLAYBOOK), {"postgres_recover_target": moment})
     assert result.returncode == 0, result.failure_text or result.raw
+    # No scheduled backup could start during the recovery: the timers were stopped, and run again.
+    assert [timer for timer, seen in timers.items() if not paused_and_resumed(host, timer, seen)] == []
     assert wait_for(lambda: http(host, LINKS + "/healthz").status == 200, timeout=30)
     served = http(host, LINKS + "/api/links").body
     assert before in served and after not in served

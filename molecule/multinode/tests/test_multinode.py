@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from flaskops_testinfra import (assert_refused_by_the_role, client, http, load_running, main_pid, postgres_unit,
-                                prometheus_targets_scraped_now, run_playbook, start_load, statuses, stop_load,
-                                uwsgi_request, uwsgi_requests_served, wait_for)
+from flaskops_testinfra import (assert_refused_by_the_role, client, http, load_running, main_pid, paused_and_resumed,
+                                postgres_unit, prometheus_targets_scraped_now, run_playbook, start_load, statuses,
+                                stop_load, stopped_and_started, uwsgi_request, uwsgi_requests_served, wait_for)
 
 SITE = "https://127.0.0.1"
 STATS = "/run/uwsgi/flaskapp/stats.sock"
@@ -707,8 +707,9 @@ def test_a_passphrase_the_repository_host_cannot_use_leaves_both_ends_as_they_we
 def test_a_lost_data_directory_comes_back_from_the_repository_on_the_backup_host(nodes):
     """The repository is on backup, not db: db's WAL reaches it over SSH, and
     after db's data directory is destroyed recover.yml brings the rows back
-    from it, the apps serve again and a backup of the new timeline is taken
-    there. (Last in the file: it restarts the database.)"""
+    from it, the apps serve again, a backup of the new timeline is taken
+    there, and the backup timers of both hosts were stopped meanwhile.
+    (Last in the file: it restarts the database.)"""
     db, backup = nodes["db"], nodes["backup"]
     before = pgbackrest_info(backup, "pgbackrest")
     assert before["status"]["code"] == 0 and len(before["backup"]) >= 1, before["status"]
@@ -734,8 +735,15 @@ def test_a_lost_data_directory_comes_back_from_the_repository_on_the_backup_host
     db.check_output("systemctl stop %s && rm -rf %s", unit, data_dir)
     assert not db.file(data_dir).exists
 
+    timers = {(node, timer): stopped_and_started(nodes[node], timer)
+              for node, timer in [("db", "flaskops-postgres-backup.timer"),
+                                  ("backup", "flaskops-pgbackrest-backup@full.timer"),
+                                  ("backup", "flaskops-pgbackrest-backup@diff.timer")]}
+
     result = run_playbook(None, str(PLAYBOOKS / "recover.yml"), {})
     assert result.returncode == 0, result.failure_text or result.raw
+    # No scheduled backup could start during the recovery, on either host.
+    assert [key for key, seen in timers.items() if not paused_and_resumed(nodes[key[0]], key[1], seen)] == []
     assert psql(db, f"SELECT token FROM backup_probe WHERE token = '{token}'") == [token]
     assert wait_for(lambda: http(nodes["lb"], SITE + "/health").status == 200, timeout=30)
     after = pgbackrest_info(backup, "pgbackrest")

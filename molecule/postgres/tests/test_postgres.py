@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pytest
 from flaskops_testinfra import (assert_refused_by_the_role, files_state, main_pid, on_primary_distro_only,
-                                postgres_unit, postgres_version, run_converge, run_playbook, wait_for)
+                                paused_and_resumed, postgres_unit, postgres_version, run_converge, run_playbook,
+                                stopped_and_started, wait_for)
 
+# The timers of the host's scheduled backups: its dumps, pgBackRest's full and differential.
+BACKUP_TIMERS = ["flaskops-postgres-backup.timer", "flaskops-pgbackrest-backup@full.timer",
+                 "flaskops-pgbackrest-backup@diff.timer"]
 EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "."))
 RESTORE_PLAYBOOK = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / "playbooks" / "restore.yml"
 RECOVER_PLAYBOOK = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / "playbooks" / "recover.yml"
@@ -394,13 +398,16 @@ def test_recovery_refuses_a_target_it_cannot_reach_before_stopping(host, target,
 def test_a_recovery_that_fails_leaves_the_server_on_its_data(host):
     """A timeline the archive does not have passes the checks, but the server
     cannot recover along it: the run fails, and the server is back on the
-    data directory it had, with what it held."""
+    data directory it had, with what it held, and its backup timers, stopped
+    for the attempt, run again."""
     as_postgres(host, "CREATE TABLE IF NOT EXISTS pitr_kept (body text); TRUNCATE pitr_kept; "
                       "INSERT INTO pitr_kept VALUES ('still here')", db="reports")
     data = f"/var/lib/postgresql/{postgres_version(host)}/main"
+    timers = {timer: stopped_and_started(host, timer) for timer in BACKUP_TIMERS}
     result = run_playbook(host, str(RECOVER_PLAYBOOK), {"postgres_recover_timeline": "99"})
     assert result.returncode != 0
     assert "The server runs on the data directory as it was" in result.failure_text, result.failure_text
+    assert [timer for timer, seen in timers.items() if not paused_and_resumed(host, timer, seen)] == []
     assert host.service(postgres_unit(host)).is_running
     assert as_postgres(host, "SELECT body FROM pitr_kept", db="reports") == "still here"
     assert host.check_output("ls -d %s.failed-recovery-* | wc -l", data) != "0"
