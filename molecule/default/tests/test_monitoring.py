@@ -123,6 +123,23 @@ def test_stopping_postgresql_fires_its_alert_and_starting_it_clears_it(host):
     assert wait_for(lambda: http(host, "https://127.0.0.1/health").status == 200, timeout=30)
 
 
+def test_a_collector_that_stops_running_fires_its_alert(host):
+    """With its timer stopped the collector's files stay, served with their
+    last values: the alert sees their age (three runs of 10 s here, then
+    10 s of `for`) and clears once the collector runs again."""
+    assert not firing(host, "MetricsCollectorFailing")
+    host.check_output("systemctl stop flaskops-metrics.timer")
+    try:
+        started = time.monotonic()
+        assert wait_for(lambda: firing(host, "MetricsCollectorFailing"), timeout=90)
+        assert time.monotonic() - started >= 30
+        kinds = {alert["labels"]["kind"] for alert in firing(host, "MetricsCollectorFailing")}
+        assert kinds == {"uwsgi", "pgbackrest", "tls"}, kinds
+    finally:
+        host.check_output("systemctl start flaskops-metrics.timer")
+    assert wait_for(lambda: not firing(host, "MetricsCollectorFailing"), timeout=60)
+
+
 def test_a_backup_older_than_its_schedule_fires_the_backup_alert(host):
     """The host's newest backup is minutes old; a schedule that allows one
     second makes it too old. (The collector's configuration is edited and

@@ -5,8 +5,9 @@ beside it, then renamed) so that a scrape never reads half a file.
 
   python3 flaskops-metrics.py CONFIG.json
 
-CONFIG: {"textfile_dir": DIR, "uwsgi": {app: socket}, "pgbackrest":
-[{"stanza": S, "max_age": SECONDS}], "tls": {site: certificate file}}.
+CONFIG: {"textfile_dir": DIR, "interval_seconds": N, "uwsgi": {app: socket},
+"pgbackrest": [{"stanza": S, "max_age": SECONDS}], "tls": {site: certificate
+file}}.
 
 - uWSGI: connections waiting on each app's listening socket and its backlog,
   from the kernel (ss): uWSGI's own stats report 0 for a unix socket.
@@ -18,13 +19,17 @@ A kind that fails to collect, whole or in part, keeps no stale value: its
 file says so (flaskops_collector_success 0, which the MetricsCollectorFailing
 alert watches), with what was collected, and the failure goes to stderr
 (the unit's journal). The run fails only when it cannot read its
-configuration or write the files.
+configuration or write the files. Each file also says when it was written
+and how often the collector runs (interval_seconds, from its timer): a
+collector that stopped running leaves files whose values go stale, and the
+same alert watches their age.
 """
 import datetime
 import json
 import os
 import subprocess
 import sys
+import time
 
 # Seconds any one command may take: a hung one must not hold the timer.
 TIMEOUT = 60
@@ -131,11 +136,17 @@ class Partial(Exception):
         self.lines = lines
 
 
-def write(directory, kind, lines, success):
+def write(directory, kind, lines, success, interval):
     lines = lines + [
         "# HELP flaskops_collector_success Whether the last run collected this kind.",
         "# TYPE flaskops_collector_success gauge",
         sample("flaskops_collector_success", {"kind": kind}, int(success)),
+        "# HELP flaskops_collector_run_seconds When the last run wrote this kind (Unix time).",
+        "# TYPE flaskops_collector_run_seconds gauge",
+        sample("flaskops_collector_run_seconds", {"kind": kind}, int(time.time())),
+        "# HELP flaskops_collector_interval_seconds How often the collector runs.",
+        "# TYPE flaskops_collector_interval_seconds gauge",
+        sample("flaskops_collector_interval_seconds", {"kind": kind}, interval),
     ]
     path = os.path.join(directory, f"flaskops_{kind}.prom")
     with open(path + ".tmp", "w", encoding="utf-8") as handle:
@@ -146,6 +157,7 @@ def write(directory, kind, lines, success):
 def main():
     with open(sys.argv[1], encoding="utf-8") as handle:
         config = json.load(handle)
+    interval = int(config["interval_seconds"])
     for kind, collect in (("uwsgi", uwsgi), ("pgbackrest", pgbackrest), ("tls", tls)):
         path = os.path.join(config["textfile_dir"], f"flaskops_{kind}.prom")
         if not config.get(kind):
@@ -153,14 +165,14 @@ def main():
                 os.remove(path)
             continue
         try:
-            write(config["textfile_dir"], kind, collect(config[kind]), True)
+            write(config["textfile_dir"], kind, collect(config[kind]), True, interval)
         except Partial as error:
             print(f"flaskops-metrics: {kind}: {error}", file=sys.stderr)
-            write(config["textfile_dir"], kind, error.lines, False)
+            write(config["textfile_dir"], kind, error.lines, False, interval)
         except (OSError, ValueError, KeyError, IndexError, TypeError, subprocess.SubprocessError) as error:
             detail = getattr(error, "stderr", "") or ""
             print(f"flaskops-metrics: {kind}: {error} {detail}".strip(), file=sys.stderr)
-            write(config["textfile_dir"], kind, [], False)
+            write(config["textfile_dir"], kind, [], False, interval)
 
 
 if __name__ == "__main__":
