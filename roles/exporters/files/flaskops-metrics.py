@@ -144,10 +144,14 @@ def write(directory, kind, lines, success, interval):
         "# HELP flaskops_collector_run_seconds When the last run wrote this kind (Unix time).",
         "# TYPE flaskops_collector_run_seconds gauge",
         sample("flaskops_collector_run_seconds", {"kind": kind}, int(time.time())),
-        "# HELP flaskops_collector_interval_seconds How often the collector runs.",
-        "# TYPE flaskops_collector_interval_seconds gauge",
-        sample("flaskops_collector_interval_seconds", {"kind": kind}, interval),
     ]
+    # (A configuration from before the role wrote the interval: none yet.)
+    if interval is not None:
+        lines += [
+            "# HELP flaskops_collector_interval_seconds How often the collector runs.",
+            "# TYPE flaskops_collector_interval_seconds gauge",
+            sample("flaskops_collector_interval_seconds", {"kind": kind}, interval),
+        ]
     path = os.path.join(directory, f"flaskops_{kind}.prom")
     with open(path + ".tmp", "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines) + "\n")
@@ -157,7 +161,7 @@ def write(directory, kind, lines, success, interval):
 def main():
     with open(sys.argv[1], encoding="utf-8") as handle:
         config = json.load(handle)
-    interval = int(config["interval_seconds"])
+    interval = config.get("interval_seconds")
     for kind, collect in (("uwsgi", uwsgi), ("pgbackrest", pgbackrest), ("tls", tls)):
         path = os.path.join(config["textfile_dir"], f"flaskops_{kind}.prom")
         if not config.get(kind):
