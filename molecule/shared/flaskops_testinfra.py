@@ -135,10 +135,13 @@ def stopped_and_started(host, unit: str) -> tuple[int, int]:
     return int(shown["InactiveEnterTimestampMonotonic"]), int(shown["ActiveEnterTimestampMonotonic"])
 
 
-def paused_and_resumed(host, unit: str, before: tuple[int, int]) -> bool:
-    """unit, seen at before (stopped_and_started), stopped since and started again, and is active."""
+def paused_and_resumed(host, unit: str, before: tuple[int, int], around: tuple[int, int] | None = None) -> bool:
+    """unit, seen at before (stopped_and_started), stopped since and started again, and is active;
+    with around (another unit's stopped_and_started), stopped before that unit stopped and
+    started after it started."""
     stopped, started = stopped_and_started(host, unit)
-    return stopped > before[1] and started > stopped and host.service(unit).is_running
+    ordered = around is None or (stopped <= around[0] and started >= around[1])
+    return stopped > before[1] and started > stopped and ordered and host.service(unit).is_running
 
 
 def start_load(host, path: str = "/api/notes", max_seconds: int = 420, name: str = "load",

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from flaskops_testinfra import (client, http, main_pid, on_primary_distro_only, paused_and_resumed, run_converge,
-                                run_playbook, stopped_and_started, uwsgi_requests_served, wait_for)
+from flaskops_testinfra import (client, http, main_pid, on_primary_distro_only, paused_and_resumed, postgres_unit,
+                                run_converge, run_playbook, stopped_and_started, uwsgi_requests_served, wait_for)
 
 NAMES = {"flaskapp": "flaskapp.flaskops.test", "links": "links.flaskops.test"}
 LINKS = f"https://{NAMES['links']}"
@@ -186,8 +186,10 @@ def test_recovery_to_a_moment_is_what_the_apps_serve(host):
 
     result = run_playbook(host, str(RECOVER_PLAYBOOK), {"postgres_recover_target": moment})
     assert result.returncode == 0, result.failure_text or result.raw
-    # No scheduled backup could start during the recovery: the timers were stopped, and run again.
-    assert [timer for timer, seen in timers.items() if not paused_and_resumed(host, timer, seen)] == []
+    # No scheduled backup could start during the recovery: the timers were
+    # stopped before the server was, and started again after it was.
+    server = stopped_and_started(host, postgres_unit(host))
+    assert [timer for timer, seen in timers.items() if not paused_and_resumed(host, timer, seen, server)] == []
     assert wait_for(lambda: http(host, LINKS + "/healthz").status == 200, timeout=30)
     served = http(host, LINKS + "/api/links").body
     assert before in served and after not in served

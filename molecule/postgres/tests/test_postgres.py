@@ -407,7 +407,8 @@ def test_a_recovery_that_fails_leaves_the_server_on_its_data(host):
     result = run_playbook(host, str(RECOVER_PLAYBOOK), {"postgres_recover_timeline": "99"})
     assert result.returncode != 0
     assert "The server runs on the data directory as it was" in result.failure_text, result.failure_text
-    assert [timer for timer, seen in timers.items() if not paused_and_resumed(host, timer, seen)] == []
+    server = stopped_and_started(host, postgres_unit(host))
+    assert [timer for timer, seen in timers.items() if not paused_and_resumed(host, timer, seen, server)] == []
     assert host.service(postgres_unit(host)).is_running
     assert as_postgres(host, "SELECT body FROM pitr_kept", db="reports") == "still here"
     assert host.check_output("ls -d %s.failed-recovery-* | wc -l", data) != "0"
