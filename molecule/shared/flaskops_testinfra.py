@@ -128,6 +128,12 @@ def main_pid(host, unit: str) -> int:
     return int(host.check_output("systemctl show -p MainPID --value %s", unit))
 
 
+# The timers of a database host's scheduled backups, its repository on its own
+# disk: its dumps, pgBackRest's full and differential backups.
+BACKUP_TIMERS = ["flaskops-postgres-backup.timer", "flaskops-pgbackrest-backup@full.timer",
+                 "flaskops-pgbackrest-backup@diff.timer"]
+
+
 def stopped_and_started(host, unit: str) -> tuple[int, int]:
     """When unit last became inactive and last became active (CLOCK_MONOTONIC, us; 0: never)."""
     shown = dict(line.split("=", 1) for line in host.check_output(

@@ -14,17 +14,15 @@ import time
 from pathlib import Path
 
 import pytest
-from flaskops_testinfra import (client, http, main_pid, on_primary_distro_only, paused_and_resumed, postgres_unit,
-                                run_converge, run_playbook, stopped_and_started, uwsgi_requests_served, wait_for)
+from flaskops_testinfra import (BACKUP_TIMERS, client, http, main_pid, on_primary_distro_only, paused_and_resumed,
+                                postgres_unit, run_converge, run_playbook, stopped_and_started, uwsgi_requests_served,
+                                wait_for)
 
 NAMES = {"flaskapp": "flaskapp.flaskops.test", "links": "links.flaskops.test"}
 LINKS = f"https://{NAMES['links']}"
 FLASKAPP = f"https://{NAMES['flaskapp']}"
 LINKS_STATS = "/run/uwsgi/links/stats.sock"
 BACKUPS = "/var/backups/postgresql"
-# The timers of the host's scheduled backups: its dumps, pgBackRest's full and differential.
-BACKUP_TIMERS = ["flaskops-postgres-backup.timer", "flaskops-pgbackrest-backup@full.timer",
-                 "flaskops-pgbackrest-backup@diff.timer"]
 RECOVER_PLAYBOOK = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / "playbooks" / "recover.yml"
 
 

@@ -175,10 +175,6 @@ def test_nothing_but_nginx_listens_on_a_public_address(host):
 NODE_EXPORTER_SETTINGS = "/etc/default/prometheus-node-exporter"
 
 
-def listens_on(host, address: str) -> bool:
-    return address in host.check_output("ss -Htln").split()
-
-
 def test_an_exporter_left_on_old_settings_is_restarted_onto_its_own(host):
     """A run that failed before its handlers leaves an exporter listening
     where its old file said, while the file is already right: the next run
@@ -191,14 +187,14 @@ def test_an_exporter_left_on_old_settings_is_restarted_onto_its_own(host):
     try:
         put_file(host, NODE_EXPORTER_SETTINGS, moved)
         host.check_output("systemctl restart prometheus-node-exporter")
-        assert wait_for(lambda: listens_on(host, elsewhere))
+        assert wait_for(lambda: host.socket(f"tcp://{elsewhere}").is_listening)
         put_file(host, NODE_EXPORTER_SETTINGS, original)
         result = run_converge(host, {}, tags=["monitoring"])
         assert result.returncode == 0, result.failure_text or result.raw
-        assert listens_on(host, set_here) and not listens_on(host, elsewhere)
+        assert host.socket(f"tcp://{set_here}").is_listening and not host.socket(f"tcp://{elsewhere}").is_listening
     finally:
         put_file(host, NODE_EXPORTER_SETTINGS, original)
-        if not listens_on(host, set_here):
+        if not host.socket(f"tcp://{set_here}").is_listening:
             host.check_output("systemctl restart prometheus-node-exporter")
 
 

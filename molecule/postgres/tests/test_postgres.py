@@ -7,13 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
-from flaskops_testinfra import (assert_refused_by_the_role, files_state, main_pid, on_primary_distro_only,
-                                paused_and_resumed, postgres_unit, postgres_version, run_converge, run_playbook,
-                                stopped_and_started, wait_for)
+from flaskops_testinfra import (BACKUP_TIMERS, assert_refused_by_the_role, files_state, main_pid,
+                                on_primary_distro_only, paused_and_resumed, postgres_unit, postgres_version,
+                                run_converge, run_playbook, stopped_and_started, wait_for)
 
-# The timers of the host's scheduled backups: its dumps, pgBackRest's full and differential.
-BACKUP_TIMERS = ["flaskops-postgres-backup.timer", "flaskops-pgbackrest-backup@full.timer",
-                 "flaskops-pgbackrest-backup@diff.timer"]
 EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "."))
 RESTORE_PLAYBOOK = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / "playbooks" / "restore.yml"
 RECOVER_PLAYBOOK = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / "playbooks" / "recover.yml"
