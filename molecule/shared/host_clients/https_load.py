@@ -1,7 +1,7 @@
 """Requests a path from the host's own nginx over HTTPS until told to stop,
 recording every status (an exception counts as 0), then writes them as JSON.
 
-argv: out-file stop-file path max-seconds [interval-seconds]; it stops when
+argv: out-file stop-file path max-seconds [interval-seconds [port]]; it stops when
 stop-file exists, after max-seconds, or after 100000 requests. With an
 interval, a request starts at most once per interval (a bounded load).
 """
@@ -13,10 +13,11 @@ from load_loop import record_statuses
 
 out, stop, path = sys.argv[1], sys.argv[2], sys.argv[3]
 ctx = ssl._create_unverified_context()
+port = int(sys.argv[6]) if len(sys.argv) > 6 else 443
 
 
 def get() -> int:
-    conn = http.client.HTTPSConnection("127.0.0.1", 443, timeout=30, context=ctx)
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=30, context=ctx)
     conn.request("GET", path)
     status = conn.getresponse().status
     conn.close()

@@ -1,0 +1,296 @@
+"""playbooks/containers.yml on the test bed's Docker engine, seen from the
+Docker host (the controller): HTTPS through nginx's container to the app's
+and PostgreSQL's, the images and containers as Docker reports them, and
+deploys, rollbacks and bad values run against the live stack.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from flaskops_testinfra import HOST_CLIENTS, run_playbook, statuses, wait_for
+
+PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+PLAYBOOK = str(PROJECT / "playbooks" / "containers.yml")
+
+
+@pytest.fixture(scope="module")
+def v(host) -> dict:
+    """The scenario's inventory variables of the Docker host."""
+    return host.ansible.get_variables()
+
+
+def docker(*args: str, check: bool = True) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check).stdout
+
+
+def inspect(name: str) -> dict:
+    return json.loads(docker("inspect", name))[0]
+
+
+def app_containers(v: dict) -> list[dict]:
+    """The app's containers (running or not), inspected."""
+    ids = docker("ps", "-aq", "--filter", f"label=io.flaskops.app={v['flask_app_name']}").split()
+    return [inspect(i) for i in ids]
+
+
+def live_app_container(v: dict) -> dict:
+    found = [c for c in app_containers(v) if c["State"]["Running"]]
+    assert len(found) == 1, f"one running container of the app expected, got {[c['Name'] for c in found]}"
+    return found[0]
+
+
+class _Connection(http.client.HTTPSConnection):
+    """HTTPS to the published port on 127.0.0.1, the certificate checked for `localhost`."""
+
+    def connect(self) -> None:
+        sock = socket.create_connection(("127.0.0.1", self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname="localhost")
+
+
+def https(v: dict, path: str, method: str = "GET", body: dict | None = None) -> tuple[int, dict, str]:
+    ctx = ssl.create_default_context(
+        cafile=f"{v['nginx_container_dir']}/tls/{v['flask_app_name']}.selfsigned.crt")
+    conn = _Connection("localhost", int(v["nginx_container_https_port"]), timeout=30, context=ctx)
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+    resp = conn.getresponse()
+    out = (resp.status, {k.lower(): val for k, val in resp.getheaders()}, resp.read().decode())
+    conn.close()
+    return out
+
+
+def post_note(v: dict) -> str:
+    text = f"containers {uuid.uuid4()}"
+    status, headers, body = https(v, "/api/notes", "POST", {"body": text})
+    assert status == 201, (headers, body)
+    return text
+
+
+def notes(v: dict) -> list[str]:
+    status, headers, body = https(v, "/api/notes")
+    assert status == 200, (headers, body)
+    return [n["body"] for n in json.loads(body)["notes"]]
+
+
+def healthy(name: str) -> bool:
+    state = inspect(name)["State"]
+    return state["Running"] and state.get("Health", {}).get("Status", "healthy") == "healthy"
+
+
+def secrets(v: dict) -> dict[str, str]:
+    """Every secret the stack holds, as the Docker host keeps it."""
+    env = {}
+    for line in Path(v["flask_app_container_dir"], "secrets", "app.env").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.split("=", 1)
+            env[name] = json.loads(value)
+    return {
+        "app database password": (EPHEMERAL / "app-db-password").read_text().split()[0],
+        "app secret key": env["SECRET_KEY"],
+        "database URL": env["DATABASE_URL"],
+        "superuser password": Path(v["postgres_container_dir"], "superuser-password").read_text().strip(),
+    }
+
+
+def test_https_through_nginx_to_the_app_and_database(v):
+    status, headers, body = https(v, "/health")
+    assert (status, json.loads(body)["database"]) == (200, "up"), headers
+    text = post_note(v)
+    assert text in notes(v)
+
+
+def test_http_is_redirected_to_https(v):
+    conn = http.client.HTTPConnection("127.0.0.1", int(v["nginx_container_http_port"]), timeout=10)
+    conn.request("GET", "/api/notes?x=1")
+    resp = conn.getresponse()
+    assert resp.status == 301
+    assert resp.getheader("Location") == f"https://127.0.0.1:{v['nginx_container_https_port']}/api/notes?x=1"
+
+
+def test_static_files_come_from_nginx(v):
+    # With the app's container paused, nginx alone answers.
+    app = live_app_container(v)["Id"]
+    docker("pause", app)
+    try:
+        status, headers, body = https(v, "/static/robots.txt")
+    finally:
+        docker("unpause", app)
+        # Docker calls a paused container unhealthy until its next check.
+        assert wait_for(lambda: healthy(app), timeout=60)
+    assert status == 200
+    assert body == (PROJECT / "sample_app" / "app" / "static" / "robots.txt").read_text()
+    assert "immutable" in headers["cache-control"]
+
+
+def test_app_image_tagged_by_release_healthy_unprivileged_without_compiler(v):
+    app = live_app_container(v)
+    release = app["Config"]["Labels"]["io.flaskops.release"]
+    assert app["Config"]["Image"] == f"flaskops/{v['flask_app_name']}:{release}"
+    assert inspect(app["Config"]["Image"])["Config"]["Labels"]["io.flaskops.release"] == release
+    # The image's own health check, as Docker ran it.
+    assert inspect(app["Config"]["Image"])["Config"]["Healthcheck"]["Test"][0] == "CMD"
+    assert app["State"]["Health"]["Status"] == "healthy"
+    assert app["State"]["Health"]["Log"][-1]["ExitCode"] == 0
+    # uWSGI's master (PID 1) and its workers run as the image's user.
+    uids = [line for line in docker("exec", app["Id"], "sh", "-c", "grep -h '^Uid:' /proc/[0-9]*/status").split("\n")
+            if line]
+    assert uids and all(line.split()[1:] == ["10001"] * 4 for line in uids), uids
+    found = docker("run", "--rm", "--entrypoint", "sh", app["Config"]["Image"], "-c",
+                   "for c in gcc cc c++ g++ clang make; do command -v $c; done; true")
+    assert found.strip() == "", f"a compiler in the runtime image: {found}"
+
+
+def test_no_secret_in_images_inspect_or_history(v):
+    app = live_app_container(v)
+    seen = {
+        "docker history": docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", app["Config"]["Image"]),
+        "image inspect": docker("image", "inspect", app["Config"]["Image"]),
+    }
+    for name in [app["Name"].lstrip("/"), v["postgres_container_name"], v["nginx_container_name"]]:
+        seen[f"inspect {name}"] = docker("inspect", name)
+    leaks = [f"{secret} in {where}" for secret, value in secrets(v).items() for where, text in seen.items()
+             if value in text]
+    assert leaks == []
+    # The files they come from: for the container's user alone.
+    for path, uid in [(Path(v["flask_app_container_dir"], "secrets", "app.env"), 10001),
+                      (Path(v["postgres_container_dir"], "superuser-password"), 999)]:
+        st = path.stat()
+        assert (oct(st.st_mode & 0o777), st.st_uid) == ("0o600", uid), path
+
+
+def test_data_kept_across_restarts_and_a_new_database_container(host, v):
+    """Each container restarted (nginx first: it must find the app again
+    by itself), then a new container of the server on the same volume."""
+    text = post_note(v)
+    app = live_app_container(v)["Name"].lstrip("/")
+    for name in [v["nginx_container_name"], v["postgres_container_name"], app]:
+        docker("restart", name)
+    assert wait_for(lambda: healthy(v["postgres_container_name"]) and healthy(app), timeout=90)
+    assert wait_for(lambda: text in notes(v), timeout=30)
+    # A new container of the server: the data lives on the named volume.
+    docker("rm", "--force", v["postgres_container_name"])
+    result = run_playbook(host, PLAYBOOK, {})
+    assert result.returncode == 0, result.failure_text
+    assert text in notes(v)
+
+
+def _load(name: str, port: int, path: str) -> subprocess.Popen:
+    out, stop = EPHEMERAL / f"{name}.json", EPHEMERAL / f"{name}.stop"
+    for file in (out, stop):
+        file.unlink(missing_ok=True)
+    return subprocess.Popen([sys.executable, str(HOST_CLIENTS / "https_load.py"), str(out), str(stop), path,
+                             "900", "0", str(port)])
+
+
+def _under_load(host, v, extra_vars: dict):
+    """Run the playbook with extra_vars under two loads: short requests one
+    after another, and requests that take 3 s, so that some are in flight on
+    the live container when nginx switches and that container stops."""
+    port = int(v["nginx_container_https_port"])
+    loads = {"short": _load("deploy-short", port, "/api/notes"), "slow": _load("deploy-slow", port, "/diag/sleep/3")}
+    try:
+        time.sleep(4)
+        result = run_playbook(host, PLAYBOOK, extra_vars)
+        time.sleep(2)
+        ended = [kind for kind, proc in loads.items() if proc.poll() is not None]
+    finally:
+        for kind, proc in loads.items():
+            (EPHEMERAL / f"deploy-{kind}.stop").touch()
+            proc.wait(timeout=60)
+    assert result.returncode == 0, result.failure_text
+    assert ended == [], f"the load ended before the play did: {ended}"
+    codes = {kind: json.loads((EPHEMERAL / f"deploy-{kind}.json").read_text()) for kind in loads}
+    assert {kind: statuses(c) for kind, c in codes.items() if set(c) != {200}} == {}
+    assert len(codes["short"]) > 50 and len(codes["slow"]) > 5, {kind: len(c) for kind, c in codes.items()}
+    assert [s for s, value in secrets(v).items() if value in result.output] == []
+    return result
+
+
+def test_deploy_and_rollback_by_release_id_under_load(host, v):
+    """A new release (a deploy), then the release before it by id (a
+    rollback, from its kept image): no request fails, one container stays."""
+    old = live_app_container(v)["Config"]["Labels"]["io.flaskops.release"]
+    new = f"r{uuid.uuid4().hex[:8]}"
+    for release, extra in [(new, {"flask_app_release": new}),
+                           (old, {"flask_app_rollback": True, "flask_app_rollback_release": old})]:
+        _under_load(host, v, extra)
+        after = live_app_container(v)
+        assert after["Config"]["Labels"]["io.flaskops.release"] == release
+        assert [c["Name"] for c in app_containers(v)] == [after["Name"]], "another container of the app is left"
+    # Both images are kept: either release can be rolled back to.
+    for release in (old, new):
+        docker("image", "inspect", f"flaskops/{v['flask_app_name']}:{release}")
+
+
+def test_a_changed_setting_goes_live_like_a_release(host, v):
+    """Another uwsgi.ini is another container, put live by nginx: no request
+    fails, and the old container goes."""
+    before = live_app_container(v)
+    _under_load(host, v, {"uwsgi_processes": 3})
+    after = live_app_container(v)
+    assert after["Name"] != before["Name"]
+    assert after["Config"]["Labels"]["io.flaskops.release"] == before["Config"]["Labels"]["io.flaskops.release"]
+    # uWSGI's master is PID 1 there: its children are the workers.
+    workers = docker("exec", after["Id"], "python3", "-c",
+                     "import os; print(sum(open(f'/proc/{p}/stat').read().rsplit(')', 1)[1].split()[1] == '1'"
+                     " for p in os.listdir('/proc') if p.isdigit()))")
+    assert workers.strip() == "3"
+    # Back to the scenario's setting, the same way.
+    _under_load(host, v, {})
+    assert live_app_container(v)["Name"] != after["Name"]
+
+
+def test_a_changed_nginx_conf_is_what_nginx_serves_with(host, v):
+    """An http-level setting (nginx.conf from the role's template) reaches
+    the running nginx by a reload, and back."""
+    # 2 KB: the note is short, the rest a field the app does not read.
+    big = {"body": "a note", "padding": "x" * 2000}
+    for size, wanted in [("1k", 413), ("10m", 201)]:
+        result = run_playbook(host, PLAYBOOK, {"nginx_client_max_body_size": size})
+        assert result.returncode == 0, result.failure_text
+        status, headers, body = https(v, "/api/notes", "POST", big)
+        assert status == wanted, (size, headers, body)
+
+
+def test_a_rollback_to_a_release_without_image_fails_first(host, v):
+    live = live_app_container(v)["Id"]
+    result = run_playbook(host, PLAYBOOK, {"flask_app_rollback": True, "flask_app_rollback_release": "no-such-release"})
+    assert result.returncode != 0
+    assert "flask_app_rollback_release" in result.failure_text
+    assert live_app_container(v)["Id"] == live
+
+
+@pytest.mark.parametrize("bad", [{"uwsgi_options": {"no-such-option": "1"}},
+                                 {"nginx_site_extra_directives": ["no_such_directive on;"]}],
+                         ids=["uwsgi", "nginx"])
+def test_a_bad_value_leaves_the_live_config(host, v, bad):
+    files = [Path(v["uwsgi_container_dir"], v["flask_app_name"], "uwsgi.ini"),
+             Path(v["nginx_container_dir"], "conf.d", f"{v['flask_app_name']}.conf")]
+    before = [f.read_text() for f in files]
+    app = live_app_container(v)["Id"]
+    result = run_playbook(host, PLAYBOOK, bad)
+    assert result.returncode != 0
+    assert any("failed to validate" in f for f in result.failures), result.failure_text
+    assert [f.read_text() for f in files] == before
+    assert live_app_container(v)["Id"] == app
+    assert https(v, "/health")[0] == 200
+
+
+def test_check_mode_on_the_converged_host_changes_nothing(host, v):
+    converged = run_playbook(host, PLAYBOOK, {})
+    assert converged.returncode == 0, converged.failure_text
+    result = run_playbook(host, PLAYBOOK, {}, check=True)
+    assert result.returncode == 0, result.failure_text
+    assert result.changed == 0, result.output[-3000:]
