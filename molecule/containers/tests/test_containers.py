@@ -252,16 +252,54 @@ def test_a_changed_setting_goes_live_like_a_release(host, v):
     assert live_app_container(v)["Name"] != after["Name"]
 
 
-def test_a_changed_nginx_conf_is_what_nginx_serves_with(host, v):
-    """An http-level setting (nginx.conf from the role's template) reaches
-    the running nginx by a reload, and back."""
+def pg_show(v: dict, *settings: str) -> list[str]:
+    """What the running server says of these settings (as its superuser,
+    over its local socket)."""
+    query = "; ".join(f"SHOW {s}" for s in settings) + "; SELECT pg_postmaster_start_time()"
+    return docker("exec", "--user", "postgres", v["postgres_container_name"],
+                  "psql", "--no-psqlrc", "-Atc", query).split("\n")[:len(settings) + 1]
+
+
+def test_changed_settings_are_what_nginx_and_postgres_run_with(host, v):
+    """An http-level nginx setting (nginx.conf from the role's template)
+    reaches the running nginx by a reload; PostgreSQL's settings (its
+    template's files) reach the server: work_mem by a reload (the server
+    keeps running), max_connections by a restart. Then back, the data kept."""
     # 2 KB: the note is short, the rest a field the app does not read.
     big = {"body": "a note", "padding": "x" * 2000}
-    for size, wanted in [("1k", 413), ("10m", 201)]:
-        result = run_playbook(host, PLAYBOOK, {"nginx_client_max_body_size": size})
+    work_mem, max_connections, started = pg_show(v, "work_mem", "max_connections")
+    more = str(int(max_connections) + 3)
+    text = post_note(v)
+    steps = [({"nginx_client_max_body_size": "1k", "postgres_settings": {"work_mem": "7MB"}}, 413, ["7MB", max_connections], False),
+             ({"postgres_max_connections": int(more)}, 201, [work_mem, more], True),
+             ({}, 201, [work_mem, max_connections], True)]
+    for extra, wanted, settings, restarts in steps:
+        result = run_playbook(host, PLAYBOOK, extra)
         assert result.returncode == 0, result.failure_text
         status, headers, body = https(v, "/api/notes", "POST", big)
-        assert status == wanted, (size, headers, body)
+        assert status == wanted, (extra, headers, body)
+        now = pg_show(v, "work_mem", "max_connections")
+        assert (now[:2], now[2] != started) == (settings, restarts), extra
+        started = now[2]
+    assert text in notes(v)
+
+
+def test_pg_hba_is_the_roles(v):
+    """The role's pg_hba.conf, not the image's: the superuser only over the
+    local socket, the app's role only from the containers' network (the
+    HTTPS test shows it is let in from there)."""
+    superuser = Path(v["postgres_container_dir"], "superuser-password").read_text().strip()
+    app_password = (EPHEMERAL / "app-db-password").read_text().split()[0]
+    for user, password, database in [("postgres", superuser, "postgres"),
+                                     (v["flask_app_name"], app_password, v["flask_app_name"])]:
+        # (The password from this process's environment: not in an argv a
+        # failed assertion would print.)
+        out = subprocess.run(["docker", "exec", "--env", "PGPASSWORD", v["postgres_container_name"],
+                              "psql", "--no-psqlrc", "--host", "127.0.0.1", "--username", user, "--dbname", database,
+                              "-Atc", "SELECT 1"], capture_output=True, text=True, check=False,
+                             env={**os.environ, "PGPASSWORD": password})
+        refused = out.returncode != 0 and "no pg_hba.conf entry" in out.stderr
+        assert refused, f"{user} logged in over TCP from 127.0.0.1 ({out.returncode}: {out.stderr.strip()})"
 
 
 def test_a_rollback_to_a_release_without_image_fails_first(host, v):
@@ -273,18 +311,23 @@ def test_a_rollback_to_a_release_without_image_fails_first(host, v):
 
 
 @pytest.mark.parametrize("bad", [{"uwsgi_options": {"no-such-option": "1"}},
-                                 {"nginx_site_extra_directives": ["no_such_directive on;"]}],
-                         ids=["uwsgi", "nginx"])
+                                 {"nginx_site_extra_directives": ["no_such_directive on;"]},
+                                 {"postgres_settings": {"work_mem": "lots"}},
+                                 {"postgres_hba_entries": [{"database": "all", "user": "all", "address": "10.0.0.0/33"}]}],
+                         ids=["uwsgi", "nginx", "postgres", "pg_hba"])
 def test_a_bad_value_leaves_the_live_config(host, v, bad):
     files = [Path(v["uwsgi_container_dir"], v["flask_app_name"], "uwsgi.ini"),
-             Path(v["nginx_container_dir"], "conf.d", f"{v['flask_app_name']}.conf")]
+             Path(v["nginx_container_dir"], "conf.d", f"{v['flask_app_name']}.conf"),
+             *sorted(Path(v["postgres_container_dir"], "config").rglob("*.conf"))]
     before = [f.read_text() for f in files]
     app = live_app_container(v)["Id"]
+    server = inspect(v["postgres_container_name"])["State"]["StartedAt"]
     result = run_playbook(host, PLAYBOOK, bad)
     assert result.returncode != 0
     assert any("failed to validate" in f for f in result.failures), result.failure_text
     assert [f.read_text() for f in files] == before
     assert live_app_container(v)["Id"] == app
+    assert inspect(v["postgres_container_name"])["State"]["StartedAt"] == server
     assert https(v, "/health")[0] == 200
 
 
