@@ -39,30 +39,46 @@ def inspect(name: str) -> dict:
     return json.loads(docker("inspect", name))[0]
 
 
-def app_containers(v: dict) -> list[dict]:
-    """The app's containers (running or not), inspected."""
-    ids = docker("ps", "-aq", "--filter", f"label=io.flaskops.app={v['flask_app_name']}").split()
+# The scenario's second app (molecule.yml): the sample app under another
+# name, with its own server name and database.
+SECOND = "containerapp2"
+SERVER_NAMES = {SECOND: "second.localhost"}
+
+
+def app_dir(v: dict, app: str) -> Path:
+    """flask_app_container_dir of an app (the inventory's value names it by flask_app_name)."""
+    return Path(v["flask_app_container_dir"].replace("{{ flask_app_name }}", app))
+
+
+def app_containers(v: dict, app: str = "") -> list[dict]:
+    """The app's containers (running or not), inspected (default: the first app)."""
+    ids = docker("ps", "-aq", "--filter", f"label=io.flaskops.app={app or v['flask_app_name']}").split()
     return [inspect(i) for i in ids]
 
 
-def live_app_container(v: dict) -> dict:
-    found = [c for c in app_containers(v) if c["State"]["Running"]]
+def live_app_container(v: dict, app: str = "") -> dict:
+    found = [c for c in app_containers(v, app) if c["State"]["Running"]]
     assert len(found) == 1, f"one running container of the app expected, got {[c['Name'] for c in found]}"
     return found[0]
 
 
 class _Connection(http.client.HTTPSConnection):
-    """HTTPS to the published port on 127.0.0.1, the certificate checked for `localhost`."""
+    """HTTPS to the published port on 127.0.0.1, the certificate checked for the server name."""
+
+    server_name = "localhost"
 
     def connect(self) -> None:
         sock = socket.create_connection(("127.0.0.1", self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname="localhost")
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.server_name)
 
 
-def https(v: dict, path: str, method: str = "GET", body: dict | None = None) -> tuple[int, dict, str]:
-    ctx = ssl.create_default_context(
-        cafile=f"{v['nginx_container_dir']}/tls/{v['flask_app_name']}.selfsigned.crt")
-    conn = _Connection("localhost", int(v["nginx_container_https_port"]), timeout=30, context=ctx)
+def https(v: dict, path: str, method: str = "GET", body: dict | None = None, app: str = "") -> tuple[int, dict, str]:
+    """A request to an app's site (default: the first app's) by its server name."""
+    app = app or v["flask_app_name"]
+    name = SERVER_NAMES.get(app, "localhost")
+    ctx = ssl.create_default_context(cafile=f"{v['nginx_container_dir']}/tls/{app}.selfsigned.crt")
+    conn = _Connection(name, int(v["nginx_container_https_port"]), timeout=30, context=ctx)
+    conn.server_name = name
     headers = {"Content-Type": "application/json"} if body is not None else {}
     conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
     resp = conn.getresponse()
@@ -71,15 +87,15 @@ def https(v: dict, path: str, method: str = "GET", body: dict | None = None) -> 
     return out
 
 
-def post_note(v: dict) -> str:
+def post_note(v: dict, app: str = "") -> str:
     text = f"containers {uuid.uuid4()}"
-    status, headers, body = https(v, "/api/notes", "POST", {"body": text})
+    status, headers, body = https(v, "/api/notes", "POST", {"body": text}, app=app)
     assert status == 201, (headers, body)
     return text
 
 
-def notes(v: dict) -> list[str]:
-    status, headers, body = https(v, "/api/notes")
+def notes(v: dict, app: str = "") -> list[str]:
+    status, headers, body = https(v, "/api/notes", app=app)
     assert status == 200, (headers, body)
     return [n["body"] for n in json.loads(body)["notes"]]
 
@@ -91,17 +107,18 @@ def healthy(name: str) -> bool:
 
 def secrets(v: dict) -> dict[str, str]:
     """Every secret the stack holds, as the Docker host keeps it."""
-    env = {}
-    for line in Path(v["flask_app_container_dir"], "secrets", "app.env").read_text().splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.split("=", 1)
-            env[name] = json.loads(value)
-    return {
-        "app database password": (EPHEMERAL / "app-db-password").read_text().split()[0],
-        "app secret key": env["SECRET_KEY"],
-        "database URL": env["DATABASE_URL"],
+    found = {
         "superuser password": Path(v["postgres_container_dir"], "superuser-password").read_text().strip(),
+        "app database password": (EPHEMERAL / "app-db-password").read_text().split()[0],
+        f"{SECOND} database password": (EPHEMERAL / "app2-db-password").read_text().split()[0],
     }
+    for app in (v["flask_app_name"], SECOND):
+        for line in (app_dir(v, app) / "secrets" / "app.env").read_text().splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.split("=", 1)
+                if name in ("SECRET_KEY", "DATABASE_URL"):
+                    found[f"{app} {name}"] = json.loads(value)
+    return found
 
 
 def test_https_through_nginx_to_the_app_and_database(v):
@@ -109,6 +126,70 @@ def test_https_through_nginx_to_the_app_and_database(v):
     assert (status, json.loads(body)["database"]) == (200, "up"), headers
     text = post_note(v)
     assert text in notes(v)
+
+
+def test_each_app_has_its_own_site_container_image_and_database(v):
+    """The second app: its site by its server name, its own container of
+    its own image, healthy, and its own database (a note written to one
+    app is not in the other's)."""
+    status, headers, body = https(v, "/health", app=SECOND)
+    assert (status, json.loads(body)["database"]) == (200, "up"), headers
+    second = live_app_container(v, SECOND)
+    assert second["Config"]["Image"] == f"flaskops/{SECOND}:{second['Config']['Labels']['io.flaskops.release']}"
+    assert second["State"]["Health"]["Status"] == "healthy"
+    assert second["Id"] != live_app_container(v)["Id"]
+    first_text, second_text = post_note(v), post_note(v, SECOND)
+    assert (first_text in notes(v), second_text in notes(v)) == (True, False)
+    assert (first_text in notes(v, SECOND), second_text in notes(v, SECOND)) == (False, True)
+    # A name no site claims goes to the default server, the first app's:
+    # its certificate (checked with that app's alone) and its notes.
+    ctx = ssl.create_default_context(cafile=f"{v['nginx_container_dir']}/tls/{v['flask_app_name']}.selfsigned.crt")
+    ctx.check_hostname = False
+    conn = _Connection("unknown.localhost", int(v["nginx_container_https_port"]), timeout=30, context=ctx)
+    conn.server_name = "unknown.localhost"
+    conn.request("GET", "/api/notes")
+    resp = conn.getresponse()
+    assert resp.status == 200
+    assert first_text in [n["body"] for n in json.loads(resp.read())["notes"]]
+
+
+def job(v: dict, job_id: int) -> dict:
+    status, headers, body = https(v, f"/api/jobs/{job_id}")
+    assert status == 200, (headers, body)
+    return json.loads(body)
+
+
+def queue_job(v: dict, text: str, seconds: float = 0) -> int:
+    status, headers, body = https(v, "/api/jobs", "POST", {"text": text, "seconds": seconds})
+    assert status == 202, (headers, body)
+    return json.loads(body)["id"]
+
+
+def test_the_worker_runs_the_live_release_in_its_own_container(v):
+    """The first app's queue worker (workers_processes): a container of the
+    live release's image, as the image's user, doing the jobs queued
+    through the API; a stop lets the job in hand finish first."""
+    name = f"{v['flask_app_name']}-worker-queue"
+    worker, live = inspect(name), live_app_container(v)
+    release = live["Config"]["Labels"]["io.flaskops.release"]
+    assert (worker["State"]["Running"], worker["Config"]["Image"]) == (True, live["Config"]["Image"])
+    # Its stop signal and time (molecule.yml), which the restart below uses.
+    assert (worker["Config"].get("StopSignal"), worker["Config"].get("StopTimeout")) == ("SIGTERM", 20)
+    uids = docker("exec", name, "sh", "-c", "grep -h '^Uid:' /proc/1/status").split()[1:]
+    assert uids == ["10001"] * 4, uids
+    done = queue_job(v, "in a container")
+    assert wait_for(lambda: job(v, done)["status"] == "done", timeout=30), job(v, done)
+    assert (job(v, done)["result"], job(v, done)["release"]) == ("IN A CONTAINER", release)
+    # Docker stops it with its stop signal and gives it its stop_timeout.
+    # (A job's row is locked, not marked, while a worker holds it: the
+    # worker's log says when it starts.)
+    held = queue_job(v, "held through a restart", 12)
+    started = f"worker: job {held} started"
+    assert wait_for(lambda: started in subprocess.run(["docker", "logs", name], capture_output=True, text=True).stdout,
+                    timeout=20, step=0.2), job(v, held)
+    docker("restart", name)
+    assert job(v, held)["status"] == "done", "the restart did not wait for the job in hand"
+    assert wait_for(lambda: inspect(name)["State"]["Running"], timeout=20)
 
 
 def test_http_is_redirected_to_https(v):
@@ -153,18 +234,21 @@ def test_app_image_tagged_by_release_healthy_unprivileged_without_compiler(v):
 
 
 def test_no_secret_in_images_inspect_or_history(v):
-    app = live_app_container(v)
-    seen = {
-        "docker history": docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", app["Config"]["Image"]),
-        "image inspect": docker("image", "inspect", app["Config"]["Image"]),
-    }
-    for name in [app["Name"].lstrip("/"), v["postgres_container_name"], v["nginx_container_name"]]:
+    apps = [live_app_container(v, app) for app in (v["flask_app_name"], SECOND)]
+    seen = {}
+    for app in apps:
+        seen[f"docker history {app['Config']['Image']}"] = docker("history", "--no-trunc", "--format", "{{.CreatedBy}}",
+                                                                 app["Config"]["Image"])
+        seen[f"image inspect {app['Config']['Image']}"] = docker("image", "inspect", app["Config"]["Image"])
+    for name in [*(app["Name"].lstrip("/") for app in apps), f"{v['flask_app_name']}-worker-queue",
+                 v["postgres_container_name"], v["nginx_container_name"]]:
         seen[f"inspect {name}"] = docker("inspect", name)
     leaks = [f"{secret} in {where}" for secret, value in secrets(v).items() for where, text in seen.items()
              if value in text]
     assert leaks == []
     # The files they come from: for the container's user alone.
-    for path, uid in [(Path(v["flask_app_container_dir"], "secrets", "app.env"), 10001),
+    for path, uid in [(app_dir(v, v["flask_app_name"]) / "secrets" / "app.env", 10001),
+                      (app_dir(v, SECOND) / "secrets" / "app.env", 10001),
                       (Path(v["postgres_container_dir"], "superuser-password"), 999)]:
         st = path.stat()
         assert (oct(st.st_mode & 0o777), st.st_uid) == ("0o600", uid), path
@@ -173,17 +257,32 @@ def test_no_secret_in_images_inspect_or_history(v):
 def test_data_kept_across_restarts_and_a_new_database_container(host, v):
     """Each container restarted (nginx first: it must find the app again
     by itself), then a new container of the server on the same volume."""
-    text = post_note(v)
-    app = live_app_container(v)["Name"].lstrip("/")
-    for name in [v["nginx_container_name"], v["postgres_container_name"], app]:
+    texts = {app: post_note(v, app) for app in (v["flask_app_name"], SECOND)}
+    apps = [live_app_container(v, app)["Name"].lstrip("/") for app in texts]
+    for name in [v["nginx_container_name"], v["postgres_container_name"], *apps]:
         docker("restart", name)
-    assert wait_for(lambda: healthy(v["postgres_container_name"]) and healthy(app), timeout=90)
-    assert wait_for(lambda: text in notes(v), timeout=30)
+    assert wait_for(lambda: all(healthy(name) for name in [v["postgres_container_name"], *apps]), timeout=90)
+    assert wait_for(lambda: all(text in notes(v, app) for app, text in texts.items()), timeout=30)
+    # The first app's container back on another address (a sleeper started
+    # while it is down takes the next one): nginx finds it by its name,
+    # without a reload.
+    net = v["flaskops_containers_network"]
+    before = inspect(apps[0])["NetworkSettings"]["Networks"][net]["IPAddress"]
+    docker("stop", apps[0])
+    sleeper = docker("run", "-d", "--rm", "--network", net, "--entrypoint", "sleep", inspect(apps[0])["Config"]["Image"],
+                     "300").strip()
+    try:
+        docker("start", apps[0])
+        assert inspect(apps[0])["NetworkSettings"]["Networks"][net]["IPAddress"] != before
+        assert wait_for(lambda: healthy(apps[0]), timeout=60)
+        assert wait_for(lambda: texts[v["flask_app_name"]] in notes(v), timeout=15)
+    finally:
+        docker("rm", "--force", sleeper)
     # A new container of the server: the data lives on the named volume.
     docker("rm", "--force", v["postgres_container_name"])
     result = run_playbook(host, PLAYBOOK, {})
     assert result.returncode == 0, result.failure_text
-    assert text in notes(v)
+    assert all(text in notes(v, app) for app, text in texts.items())
 
 
 def _load(name: str, port: int, path: str) -> subprocess.Popen:
@@ -220,15 +319,19 @@ def _under_load(host, v, extra_vars: dict):
 
 def test_deploy_and_rollback_by_release_id_under_load(host, v):
     """A new release (a deploy), then the release before it by id (a
-    rollback, from its kept image): no request fails, one container stays."""
+    rollback, from its kept image): no request fails, one container of each
+    app stays. (Both apps deploy the sample app: their releases share ids.)"""
     old = live_app_container(v)["Config"]["Labels"]["io.flaskops.release"]
     new = f"r{uuid.uuid4().hex[:8]}"
     for release, extra in [(new, {"flask_app_release": new}),
                            (old, {"flask_app_rollback": True, "flask_app_rollback_release": old})]:
         _under_load(host, v, extra)
-        after = live_app_container(v)
-        assert after["Config"]["Labels"]["io.flaskops.release"] == release
-        assert [c["Name"] for c in app_containers(v)] == [after["Name"]], "another container of the app is left"
+        for app in (v["flask_app_name"], SECOND):
+            after = live_app_container(v, app)
+            assert after["Config"]["Labels"]["io.flaskops.release"] == release, app
+            assert [c["Name"] for c in app_containers(v, app)] == [after["Name"]], f"another container of {app} is left"
+        # The worker moved to the release too.
+        assert inspect(f"{v['flask_app_name']}-worker-queue")["Config"]["Labels"]["io.flaskops.release"] == release
     # Both images are kept: either release can be rolled back to.
     for release in (old, new):
         docker("image", "inspect", f"flaskops/{v['flask_app_name']}:{release}")
@@ -236,7 +339,8 @@ def test_deploy_and_rollback_by_release_id_under_load(host, v):
 
 def test_a_changed_setting_goes_live_like_a_release(host, v):
     """Another uwsgi.ini is another container, put live by nginx: no request
-    fails, and the old container goes."""
+    fails, and the old container goes. (The next runs put the scenario's
+    setting back.)"""
     before = live_app_container(v)
     _under_load(host, v, {"uwsgi_processes": 3})
     after = live_app_container(v)
@@ -247,9 +351,6 @@ def test_a_changed_setting_goes_live_like_a_release(host, v):
                      "import os; print(sum(open(f'/proc/{p}/stat').read().rsplit(')', 1)[1].split()[1] == '1'"
                      " for p in os.listdir('/proc') if p.isdigit()))")
     assert workers.strip() == "3"
-    # Back to the scenario's setting, the same way.
-    _under_load(host, v, {})
-    assert live_app_container(v)["Name"] != after["Name"]
 
 
 def pg_show(v: dict, *settings: str) -> list[str]:
@@ -316,17 +417,18 @@ def test_a_rollback_to_a_release_without_image_fails_first(host, v):
                                  {"postgres_hba_entries": [{"database": "all", "user": "all", "address": "10.0.0.0/33"}]}],
                          ids=["uwsgi", "nginx", "postgres", "pg_hba"])
 def test_a_bad_value_leaves_the_live_config(host, v, bad):
-    files = [Path(v["uwsgi_container_dir"], v["flask_app_name"], "uwsgi.ini"),
-             Path(v["nginx_container_dir"], "conf.d", f"{v['flask_app_name']}.conf"),
+    apps = (v["flask_app_name"], SECOND)
+    files = [*(Path(v["uwsgi_container_dir"], app, "uwsgi.ini") for app in apps),
+             *(Path(v["nginx_container_dir"], "conf.d", f"{app}.conf") for app in apps),
              *sorted(Path(v["postgres_container_dir"], "config").rglob("*.conf"))]
     before = [f.read_text() for f in files]
-    app = live_app_container(v)["Id"]
+    live = [live_app_container(v, app)["Id"] for app in apps]
     server = inspect(v["postgres_container_name"])["State"]["StartedAt"]
     result = run_playbook(host, PLAYBOOK, bad)
     assert result.returncode != 0
     assert any("failed to validate" in f for f in result.failures), result.failure_text
     assert [f.read_text() for f in files] == before
-    assert live_app_container(v)["Id"] == app
+    assert [live_app_container(v, app)["Id"] for app in apps] == live
     assert inspect(v["postgres_container_name"])["State"]["StartedAt"] == server
     assert https(v, "/health")[0] == 200
 
