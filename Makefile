@@ -23,8 +23,8 @@ export FLASKOPS_DISTRO ?= bookworm
 SCENARIO_NAMES := multinode default app nginx faults postgres base containers
 # The ansible-core lines tested besides the controller's own (meta/runtime.yml).
 CORE_VERSIONS ?= 2.20 2.21
-SCENARIOS   ?= default multinode app nginx \
-               $(if $(strip $(CORE_VERSIONS)),core@$(subst $(space),$(comma),$(strip $(CORE_VERSIONS)))) postgres faults containers base
+SCENARIOS   ?= multinode containers default app nginx \
+               $(if $(strip $(CORE_VERSIONS)),core@$(subst $(space),$(comma),$(strip $(CORE_VERSIONS)))) postgres faults base
 export MOLECULE_JOBS ?= 2
 SUITES      ?= bookworm trixie
 # The release multinode puts lb, app2, db and backup on: the first other one.
