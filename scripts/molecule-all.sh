@@ -48,7 +48,8 @@ passed=()
 # The machine's CPU time, busy and idle, in clock ticks (the first line of
 # /proc/stat: user nice system idle iowait irq softirq steal ...): how
 # busy the slots kept the machine, which says whether more of them could
-# use it. (Other work on the machine counts too.)
+# use it. Waiting for I/O counts as idle; other work on the machine counts
+# too. The CPUs counted are those /proc/stat lists.
 cpu_ticks() { awk '/^cpu /{ print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat; }
 read -r busy_before idle_before < <(cpu_ticks)
 run_started=$(date +%s)
@@ -125,7 +126,7 @@ done
 while [ "${#pid_of[@]}" -gt 0 ]; do reap; done
 read -r busy_after idle_after < <(cpu_ticks)
 busy=$(( busy_after - busy_before )) idle=$(( idle_after - idle_before ))
-log "$# runs in $(( $(date +%s) - run_started ))s, $jobs_max at a time: the $(nproc) CPUs were busy" \
+log "$# runs in $(( $(date +%s) - run_started ))s, $jobs_max at a time: the $(grep -c '^cpu[0-9]' /proc/stat) CPUs were busy" \
     "$(( 100 * busy / (busy + idle > 0 ? busy + idle : 1) ))% of the time ($(( idle / $(getconf CLK_TCK) ))s of CPU idle)"
 
 for run in "${failed[@]}"; do
