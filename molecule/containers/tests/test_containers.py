@@ -103,8 +103,17 @@ def notes(v: dict, app: str = "") -> list[str]:
 
 
 def healthy(name: str) -> bool:
-    state = inspect(name)["State"]
+    return healthy_state(inspect(name)["State"])
+
+
+def healthy_state(state: dict) -> bool:
+    """Running, and healthy by its health check if it has one."""
     return state["Running"] and state.get("Health", {}).get("Status", "healthy") == "healthy"
+
+
+def site_conf(v: dict, app: str) -> Path:
+    """An app's site in nginx's container, as the Docker host keeps it."""
+    return Path(v["nginx_container_dir"], "conf.d", f"{app}.conf")
 
 
 def secrets(v: dict) -> dict[str, str]:
@@ -317,12 +326,12 @@ def _hold_a_request_across_the_switch(v: dict, held: dict, done: threading.Event
     waits for before the old container stops; uWSGI's graceful stop would
     finish it too. Either way it must end 200: with neither, it ends 502."""
     app = v["flask_app_name"]
-    site = Path(v["nginx_container_dir"], "conf.d", f"{app}.conf")
+    site = site_conf(v, app)
     try:
         live = live_app_container(v, app)
         while not done.is_set():
             others = [c for c in app_containers(v, app) if c["Id"] != live["Id"]]
-            if any(c["State"]["Running"] and c["State"].get("Health", {}).get("Status") == "healthy" for c in others):
+            if any(healthy_state(c["State"]) for c in others):
                 held["site named the live container"] = live["Name"].lstrip("/") in site.read_text()
                 held["status"] = https(v, f"/diag/sleep/{HELD_SECONDS}", timeout=HELD_SECONDS + 30)[0]
                 held["ended"] = time.time()
@@ -364,7 +373,7 @@ def _under_load(host, v, extra_vars: dict):
     assert len(codes["short"]) > 50 and len(codes["slow"]) > 5, {kind: len(c) for kind, c in codes.items()}
     # Sent while nginx's site named the old container, and still in flight
     # when the new site file was written (nginx reloads right after).
-    switched = Path(v["nginx_container_dir"], "conf.d", f"{v['flask_app_name']}.conf").stat().st_mtime
+    switched = site_conf(v, v["flask_app_name"]).stat().st_mtime
     assert (held.get("site named the live container"), held.get("status"), held.get("ended", 0) > switched) == \
         (True, 200, True), f"the request held across the switch: {held or 'never sent'}, site written at {switched}"
     assert [s for s, value in secrets(v).items() if value in result.output] == []
@@ -475,7 +484,7 @@ def test_a_rollback_to_a_release_without_image_fails_first(host, v):
 def test_a_bad_value_leaves_the_live_config(host, v, bad):
     apps = (v["flask_app_name"], SECOND)
     files = [*(Path(v["uwsgi_container_dir"], app, "uwsgi.ini") for app in apps),
-             *(Path(v["nginx_container_dir"], "conf.d", f"{app}.conf") for app in apps),
+             *(site_conf(v, app) for app in apps),
              *sorted(Path(v["postgres_container_dir"], "config").rglob("*.conf"))]
     before = [f.read_text() for f in files]
     live = [live_app_container(v, app)["Id"] for app in apps]
