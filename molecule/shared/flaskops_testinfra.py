@@ -241,19 +241,54 @@ def run_converge(host, extra_vars: dict, tags: list[str] | None = None) -> PlayR
     For tests that a bad value fails the play, or that a change is applied
     the way it should be (reload or restart). tags limits the run to the
     roles under test (the converge playbooks tag each role with its name).
+
+    These re-runs go through Mitogen's strategy (mitogen_engine()) unless
+    FLASKOPS_TEST_STOCK_RERUNS=1: the scenario's converge, idempotence and
+    check steps have already run the same playbook with stock Ansible.
     """
     import os
 
     return run_playbook(host, os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "converge.yml"), extra_vars,
-                        tags)
+                        tags, mitogen=os.environ.get("FLASKOPS_TEST_STOCK_RERUNS") != "1")
+
+
+def mitogen_engine(inventory_file: str) -> tuple[dict, list[str]]:
+    """Environment and arguments that run ansible-playbook under Mitogen's linear strategy.
+
+    Most of a playbook run's CPU goes into starting a Python on the host for
+    every module and compiling the module's support code there again; Mitogen
+    keeps one interpreter per host for the whole run. It replaces a connection
+    only when it is named by its short name, so an inventory source added
+    after Molecule's names the Docker connection `docker` (the same plugin
+    under stock Ansible) for the hosts Molecule gave community.docker.docker.
+    """
+    import os
+    from pathlib import Path
+
+    import ansible_mitogen
+    import yaml
+
+    hosts: dict[str, dict] = {}
+    with open(inventory_file, encoding="utf-8") as inventory:
+        groups = [g for g in yaml.safe_load(inventory).values() if isinstance(g, dict)]
+    for group in groups:
+        for name, hostvars in (group.get("hosts") or {}).items():
+            if (hostvars or {}).get("ansible_connection") == "community.docker.docker":
+                hosts[name] = {"ansible_connection": "docker"}
+    override = Path(os.path.dirname(os.path.dirname(inventory_file))) / "mitogen-connections.yml"
+    override.write_text(yaml.safe_dump({"all": {"hosts": hosts}}), encoding="utf-8")
+    strategies = Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"
+    return ({"ANSIBLE_STRATEGY_PLUGINS": str(strategies), "ANSIBLE_STRATEGY": "mitogen_linear"},
+            ["-i", str(override)])
 
 
 def run_playbook(host, playbook: str, extra_vars: dict, tags: list[str] | None = None,
-                 check: bool = False) -> PlayResult:
+                 check: bool = False, mitogen: bool = False) -> PlayResult:
     """Run a playbook against this host (None: every host) through Molecule's inventory.
 
     The json stdout callback gives each failed task's message and stderr
-    unwrapped, whatever the terminal.
+    unwrapped, whatever the terminal. mitogen: run it under Mitogen's
+    strategy (mitogen_engine()) rather than stock Ansible's.
     """
     import json
     import os
@@ -262,14 +297,15 @@ def run_playbook(host, playbook: str, extra_vars: dict, tags: list[str] | None =
     # The inventory's directory, as Molecule's own runs use it: it also
     # holds the scenario's own hosts file (provisioner.inventory.hosts).
     inventory = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
-    cmd = ["ansible-playbook", "-i", inventory, playbook, "-e", json.dumps(extra_vars)]
+    engine_env, engine_args = mitogen_engine(os.environ["MOLECULE_INVENTORY_FILE"]) if mitogen else ({}, [])
+    cmd = ["ansible-playbook", "-i", inventory, *engine_args, playbook, "-e", json.dumps(extra_vars)]
     if host is not None:
         cmd += ["--limit", host.backend.get_hostname()]
     if check:
         cmd += ["--check", "--diff"]
     if tags:
         cmd += ["--tags", ",".join(tags)]
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_NOCOLOR="1")
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_NOCOLOR="1", **engine_env)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False, env=env)
     failures, failed_tasks, reported, messages = [], [], True, {}
     # Other enabled callbacks (profile_tasks) may print around the JSON document.
