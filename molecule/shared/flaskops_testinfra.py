@@ -235,36 +235,32 @@ class PlayResult:
         return "\n".join(self.failures)
 
 
-def run_converge(host, extra_vars: dict, tags: list[str] | None = None) -> PlayResult:
+def run_converge(host, extra_vars: dict, tags: list[str] | None = None, mitogen: bool = False) -> PlayResult:
     """Run the scenario's converge playbook again on this host with extra vars.
 
     For tests that a bad value fails the play, or that a change is applied
     the way it should be (reload or restart). tags limits the run to the
     roles under test (the converge playbooks tag each role with its name).
-
-    These re-runs go through Mitogen's strategy (mitogen_engine()) unless
-    FLASKOPS_TEST_STOCK_RERUNS=1: the scenario's converge, idempotence and
-    check steps have already run the same playbook with stock Ansible.
+    mitogen: as run_playbook's.
     """
     import os
 
     return run_playbook(host, os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "converge.yml"), extra_vars,
-                        tags, mitogen=os.environ.get("FLASKOPS_TEST_STOCK_RERUNS") != "1")
+                        tags, mitogen=mitogen)
 
 
 def mitogen_engine(inventory_file: str) -> tuple[dict, list[str]]:
     """Environment and arguments that run ansible-playbook under Mitogen's linear strategy.
 
     Most of a playbook run's CPU goes into starting a Python on the host for
-    every module and compiling the module's support code there again; Mitogen
-    keeps one interpreter per host for the whole run. It replaces a connection
-    only when it is named by its short name, so an inventory source added
-    after Molecule's names the Docker connection `docker` (the same plugin
-    under stock Ansible) for the hosts Molecule gave community.docker.docker.
+    every module and compiling Ansible's module library there again; Mitogen
+    keeps one interpreter per host for the whole run. It replaces the local
+    connection, and the Docker one only when it is named by its short name:
+    so this writes mitogen-connections.yml into the scenario's ephemeral
+    directory, an inventory source read after Molecule's that names the
+    connection `docker` (the same plugin under stock Ansible) for the hosts
+    Molecule gave community.docker.docker.
     """
-    import os
-    from pathlib import Path
-
     import ansible_mitogen
     import yaml
 
@@ -275,7 +271,7 @@ def mitogen_engine(inventory_file: str) -> tuple[dict, list[str]]:
         for name, hostvars in (group.get("hosts") or {}).items():
             if (hostvars or {}).get("ansible_connection") == "community.docker.docker":
                 hosts[name] = {"ansible_connection": "docker"}
-    override = Path(os.path.dirname(os.path.dirname(inventory_file))) / "mitogen-connections.yml"
+    override = Path(inventory_file).parent.parent / "mitogen-connections.yml"
     override.write_text(yaml.safe_dump({"all": {"hosts": hosts}}), encoding="utf-8")
     strategies = Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"
     return ({"ANSIBLE_STRATEGY_PLUGINS": str(strategies), "ANSIBLE_STRATEGY": "mitogen_linear"},
@@ -287,8 +283,14 @@ def run_playbook(host, playbook: str, extra_vars: dict, tags: list[str] | None =
     """Run a playbook against this host (None: every host) through Molecule's inventory.
 
     The json stdout callback gives each failed task's message and stderr
-    unwrapped, whatever the terminal. mitogen: run it under Mitogen's
-    strategy (mitogen_engine()) rather than stock Ansible's.
+    unwrapped, whatever the terminal.
+
+    mitogen: run it under Mitogen's strategy (mitogen_engine()), to save
+    CPU, where every task the run reaches has already run with stock
+    Ansible in the scenario: a run that bad input stops at the roles'
+    checks, or one on the containers scenario's Docker host (a local
+    connection, nothing run as another user) after its converge.
+    FLASKOPS_TEST_STOCK_RERUNS=1 runs them with stock Ansible too.
     """
     import json
     import os
@@ -297,6 +299,7 @@ def run_playbook(host, playbook: str, extra_vars: dict, tags: list[str] | None =
     # The inventory's directory, as Molecule's own runs use it: it also
     # holds the scenario's own hosts file (provisioner.inventory.hosts).
     inventory = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
+    mitogen = mitogen and os.environ.get("FLASKOPS_TEST_STOCK_RERUNS") != "1"
     engine_env, engine_args = mitogen_engine(os.environ["MOLECULE_INVENTORY_FILE"]) if mitogen else ({}, [])
     cmd = ["ansible-playbook", "-i", inventory, *engine_args, playbook, "-e", json.dumps(extra_vars)]
     if host is not None:

@@ -200,7 +200,7 @@ def test_bad_input_fails_before_any_change(host, bad, role, variable):
              "/srv/flaskapp/current"]
     pid, before = main_pid(host, UNIT), files_state(host, files)
     # The role under test alone: its checks come before its first change.
-    result = run_converge(host, bad, tags=[role])
+    result = run_converge(host, bad, tags=[role], mitogen=True)
     assert_refused_by_the_role(result, role, variable)
     assert main_pid(host, UNIT) == pid
     assert files_state(host, files) == before

@@ -67,6 +67,6 @@ def test_bad_input_fails_before_any_change(host, bad, variable):
     files = [STORE, "/etc/pip.conf", *(f"/usr/local/share/ca-certificates/flaskops/{name}"
                                        for name in host.file("/usr/local/share/ca-certificates/flaskops").listdir())]
     before = files_state(host, files)
-    result = run_converge(host, bad)
+    result = run_converge(host, bad, mitogen=True)
     assert_refused_by_the_role(result, "base", variable)
     assert files_state(host, files) == before

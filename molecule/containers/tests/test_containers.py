@@ -25,9 +25,8 @@ PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 PLAYBOOK = str(PROJECT / "playbooks" / "containers.yml")
 # The re-runs that check a setting, a bad value or the data go through
-# Mitogen's strategy (mitogen=True: the converge step ran the playbook with
-# stock Ansible); the deploys under load and the check-mode run stay stock,
-# as users run them.
+# Mitogen's strategy (mitogen=True, see run_playbook); the deploys under
+# load and the check-mode run stay stock, as users run them.
 
 
 @pytest.fixture(scope="module")

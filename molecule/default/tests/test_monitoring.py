@@ -200,7 +200,7 @@ def test_an_exporter_left_on_old_settings_is_restarted_onto_its_own(host):
 
 def test_bad_monitoring_input_is_refused_before_any_change(host):
     on_primary_distro_only()
-    result = run_converge(host, {"prometheus_listen_address": "0.0.0.0"}, tags=["monitoring"])
+    result = run_converge(host, {"prometheus_listen_address": "0.0.0.0"}, tags=["monitoring"], mitogen=True)
     assert_refused_by_the_role(result, "prometheus", "prometheus_listen_address")
-    result = run_converge(host, {"exporters_collect_interval": "often"}, tags=["monitoring"])
+    result = run_converge(host, {"exporters_collect_interval": "often"}, tags=["monitoring"], mitogen=True)
     assert_refused_by_the_role(result, "exporters", "exporters_collect_interval")

@@ -21,11 +21,6 @@ from flaskops_testinfra import (assert_refused_by_the_role, client, http, load_r
 SITE = "https://127.0.0.1"
 STATS = "/run/uwsgi/flaskapp/stats.sock"
 PLAYBOOKS = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / "playbooks"
-# The workers' re-runs of site.yml and the bad-value runs go through
-# Mitogen's strategy (mitogen=True: the converge and idempotence steps ran
-# site.yml with stock Ansible). Deploys, rollbacks, restores, check-mode
-# runs and the firewall's runs (its rollback timer is disarmed over a new
-# connection) stay stock, as users run them.
 
 
 def address(node) -> str:
@@ -432,14 +427,14 @@ def test_a_worker_that_does_not_stay_up_fails_the_run_and_one_no_longer_listed_g
         "workers_processes": [{"name": "queue", "command": ["flask", "--app", "wsgi", "no-such-command"]}],
         # Flask loads the whole app before it says the command is unknown: on a
         # busy host that can outlast the default 2 s a worker must stay up.
-        "workers_settle_seconds": 8, "workers_start_timeout": 12}, tags=["workers"], mitogen=True)
+        "workers_settle_seconds": 8, "workers_start_timeout": 12}, tags=["workers"])
     assert broken.returncode != 0
     assert "flaskapp-worker-queue.service" in broken.failure_text, broken.failure_text
     assert "No such command 'no-such-command'" in broken.failure_text, broken.failure_text
     # Workers and jobs the app no longer lists are stopped, their units gone.
     units = [f"/etc/systemd/system/{WORKER}.service", "/etc/systemd/system/flaskapp-job-purge.timer",
              "/etc/systemd/system/flaskapp-job-purge.service"]
-    emptied = run_playbook(app1, site, {"workers_processes": [], "workers_jobs": []}, tags=["workers"], mitogen=True)
+    emptied = run_playbook(app1, site, {"workers_processes": [], "workers_jobs": []}, tags=["workers"])
     assert emptied.returncode == 0, emptied.failure_text or emptied.raw
     assert not any(app1.file(unit).exists for unit in units)
     assert app1.run("pgrep -u flaskapp -f 'flask --app wsgi'").rc == 1
@@ -449,7 +444,7 @@ def test_a_worker_that_does_not_stay_up_fails_the_run_and_one_no_longer_listed_g
     assert checked.returncode == 0 and checked.changed > 0, checked.failure_text or checked.raw
     assert not any(app1.file(unit).exists for unit in units)
     # The next run with the app's own list puts them back.
-    mended = run_playbook(app1, site, {}, tags=["workers"], mitogen=True)
+    mended = run_playbook(app1, site, {}, tags=["workers"])
     assert mended.returncode == 0, mended.failure_text or mended.raw
     assert app1.service(WORKER).is_running and app1.service("flaskapp-job-purge.timer").is_running
 

@@ -232,7 +232,7 @@ def test_a_bad_extra_directive_fails_and_live_config_keeps_serving(host, variabl
     on_primary_distro_only()
     before = host.file(live_file).sha256sum
     master_before = host.file("/run/nginx.pid").content_string.strip()
-    result = run_converge(host, {variable: lines}, tags=["nginx"])
+    result = run_converge(host, {variable: lines}, tags=["nginx"], mitogen=True)
     assert result.returncode != 0
     assert "failed to validate" in result.failure_text and "invalid value" in result.failure_text, \
         result.failure_text
@@ -249,7 +249,7 @@ def test_broken_value_fails_and_live_config_keeps_serving(host, variable, value,
     on_primary_distro_only()
     before = host.file(live_file).sha256sum
     master_before = host.file("/run/nginx.pid").content_string.strip()
-    result = run_converge(host, {variable: value}, tags=["nginx"])
+    result = run_converge(host, {variable: value}, tags=["nginx"], mitogen=True)
     assert result.returncode != 0, "the play must fail on a value nginx rejects"
     directive = variable.removeprefix("nginx_")
     assert len(result.failures) == 1, result.raw
@@ -281,7 +281,7 @@ def test_bad_input_fails_before_any_change(host, variable, value):
         extra |= {"nginx_tls_source": "acme", "nginx_acme_email": "ops@example.com"}
     files = [SITE, "/etc/nginx/nginx.conf", "/etc/nginx/sites-enabled/flaskapp.conf"]
     master, before = main_pid(host, "nginx"), files_state(host, files)
-    result = run_converge(host, extra, tags=["nginx"])
+    result = run_converge(host, extra, tags=["nginx"], mitogen=True)
     assert_refused_by_the_role(result, "nginx", variable)
     assert main_pid(host, "nginx") == master
     assert files_state(host, files) == before

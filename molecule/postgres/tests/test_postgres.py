@@ -163,7 +163,8 @@ def test_a_value_postgres_rejects_fails_and_the_server_keeps_its_config(host):
     on_primary_distro_only()
     live = f"/etc/postgresql/{postgres_version(host)}/main/conf.d/60-flaskops-reload.conf"
     before, pid = host.file(live).sha256sum, main_pid(host, postgres_unit(host))
-    result = run_converge(host, {"postgres_settings": {"log_min_duration_statement": "soon"}}, tags=["postgres"])
+    result = run_converge(host, {"postgres_settings": {"log_min_duration_statement": "soon"}}, tags=["postgres"],
+                          mitogen=True)
     assert result.returncode != 0
     assert 'invalid value for parameter "log_min_duration_statement"' in result.failure_text
     assert host.file(live).sha256sum == before
@@ -181,7 +182,7 @@ def test_a_value_pgbackrest_rejects_fails_and_its_live_config_stays(host, bad, s
     on_primary_distro_only()
     live = "/etc/pgbackrest/pgbackrest.conf"
     before = host.file(live).sha256sum
-    result = run_converge(host, bad, tags=["postgres"])
+    result = run_converge(host, bad, tags=["postgres"], mitogen=True)
     assert result.returncode != 0
     assert says in result.failure_text, result.failure_text
     assert host.file(live).sha256sum == before
@@ -196,7 +197,7 @@ def test_a_pg_hba_line_postgres_rejects_fails_and_the_live_rules_stay(host):
     live = f"/etc/postgresql/{postgres_version(host)}/main/pg_hba.conf"
     before, pid = host.file(live).sha256sum, main_pid(host, postgres_unit(host))
     entry = {"database": "flaskapp", "user": "flaskapp", "address": "10.0.0.300"}
-    result = run_converge(host, {"postgres_hba_entries": [entry]}, tags=["postgres"])
+    result = run_converge(host, {"postgres_hba_entries": [entry]}, tags=["postgres"], mitogen=True)
     assert result.returncode != 0
     assert result.failed_tasks == ["flaskops.stack.postgres : Write pg_hba.conf (checked by a throw-away server "
                                    "before it goes live)"], result.failures
@@ -225,7 +226,7 @@ def test_bad_input_fails_before_any_change(host, bad, variable):
              "/etc/systemd/system/flaskops-postgres-backup.service",
              "/etc/systemd/system/flaskops-postgres-backup.timer", "/etc/pgbackrest/pgbackrest.conf"]
     pid, before = main_pid(host, postgres_unit(host)), files_state(host, files)
-    result = run_converge(host, bad, tags=["postgres"])
+    result = run_converge(host, bad, tags=["postgres"], mitogen=True)
     assert_refused_by_the_role(result, "postgres", variable)
     assert main_pid(host, postgres_unit(host)) == pid
     assert files_state(host, files) == before
