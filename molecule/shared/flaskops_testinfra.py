@@ -287,10 +287,10 @@ def run_playbook(host, playbook: str, extra_vars: dict, tags: list[str] | None =
 
     mitogen: run it under Mitogen's strategy (mitogen_engine()), to save
     CPU, where every task the run reaches has already run with stock
-    Ansible in the scenario: a run that bad input stops at the roles'
-    checks, or one on the containers scenario's Docker host (a local
-    connection, nothing run as another user) after its converge.
-    FLASKOPS_TEST_STOCK_RERUNS=1 runs them with stock Ansible too.
+    Ansible before it in the scenario (docs/testbed.md): mostly runs that
+    bad input stops at the roles' checks or at a candidate config's
+    validation. FLASKOPS_TEST_STOCK_RERUNS=1 runs them with stock Ansible
+    too.
     """
     import json
     import os

@@ -213,7 +213,7 @@ def test_the_firewall_comes_off_when_disabled_and_back_after_a_deleted_table(nod
     ({"firewall_ssh_sources": ["10.0.0.0/8", "any"]}, "firewall_ssh_sources"),
 ], ids=["source", "port", "ssh-source"])
 def test_bad_firewall_settings_are_refused_before_anything_changes(nodes, bad, variable):
-    result = run_playbook(nodes["app1"], str(PLAYBOOKS / "site.yml"), bad, tags=["firewall"], mitogen=True)
+    result = run_playbook(nodes["app1"], str(PLAYBOOKS / "site.yml"), bad, tags=["firewall"])
     assert_refused_by_the_role(result, "firewall", variable)
 
 
@@ -454,7 +454,7 @@ def test_a_worker_that_does_not_stay_up_fails_the_run_and_one_no_longer_listed_g
     {"workers_processes": [{"name": "queue", "command": ["flask", "worker"], "stop_signal": "SIGSTOP"}]},
 ], ids=["calendar", "stop-signal"])
 def test_bad_workers_settings_are_refused_before_anything_changes(nodes, bad):
-    result = run_playbook(nodes["app1"], str(PLAYBOOKS / "site.yml"), bad, tags=["workers"], mitogen=True)
+    result = run_playbook(nodes["app1"], str(PLAYBOOKS / "site.yml"), bad, tags=["workers"])
     assert_refused_by_the_role(result, "workers", next(iter(bad)))
 
 
