@@ -861,6 +861,8 @@ def test_an_absent_app_is_taken_off_and_its_database_kept_out_of_pg_hba_but_back
     ([{"name": "flaskapp"}, dict(LINKS, flask_app_modul="x:y")], "Unknown: flask_app_modul"),
     ([{"name": "flaskapp"}, dict(LINKS, name="flaskapp")], "flaskops_apps[flaskapp]: each app needs a unique"),
     ([{"name": "Flask App"}], "flaskops_apps[Flask App]"),
+    ([{"name": "flaskapp"}, {"flask_app_module": "x:y"}], "flaskops_apps[1]: each app needs a unique `name`"),
+    (["links"], "flaskops_apps[0]: each app needs a unique `name`"),
     ([{"name": "flaskapp"}, dict(LINKS, state="gone")], "`state` present or absent"),
     ([{"name": "my-app", "nginx_server_name": "a.test"}, dict(LINKS, name="my_app")], "would share a site or database name"),
     ([{"name": "flaskapp", "nginx_server_name": "a.test", "port": 3032}, LINKS], "or a uWSGI port (3032, 3032;"),
@@ -875,7 +877,7 @@ def test_a_wrong_app_entry_fails_before_any_change_naming_it(collections, tmp_pa
     one = {"host1": "10.0.0.5"}
     got = passed(collections, tmp_path, {"webservers": one, "appservers": one, "dbservers": one},
                  {"flaskops_apps": apps}, fails=True)
-    assert message in got["failures"], got["failures"]
+    assert message in got["failures"], got["failures"] or got["output"][-3000:]
     # Nothing ran: the check is in the first play, before any role.
     assert "Record what the play passes the role" not in got["output"]
 
