@@ -68,14 +68,14 @@ bench-profile: venv collection-link ## where the app's workers spend row G's req
 down: venv ## remove the local container host
 	@scripts/local-host.sh down
 
-# Checks that need no test-bed host: `make test` runs them in the
-# MOLECULE_JOBS slots beside the scenarios, rather than before all (each is
-# mostly one process: alone, they would leave a core idle); the wiring
-# tests, the longest, as a run of their own, so that the slots share them.
+# Checks that need no test-bed host: `make test` runs them beside the
+# scenarios' MOLECULE_JOBS slots, niced (scripts/molecule-all.sh niced@), so
+# that they use the CPU time the scenarios leave idle rather than a slot;
+# the wiring tests, the longest, as a run of their own.
 SLOT_CHECKS := lint sample-app-test galaxy-import ee-context sanity
 
 test: venv collection-link collection-test images ## everything the project checks
-	@scripts/molecule-all.sh make@slot-checks make@wiring-test $(SCENARIOS)
+	@scripts/molecule-all.sh niced@slot-checks niced@wiring-test $(SCENARIOS)
 	@echo "make test: all checks passed"
 
 slot-checks: $(SLOT_CHECKS) ## lint, sample apps, Galaxy import, EE context, sanity: one after another

@@ -10,8 +10,12 @@
 # two runs of one scenario never overlap.
 # core@VERSION[,VERSION...] is not a scenario: it runs scripts/core-matrix.sh
 # for those ansible-core lines (one controller container) in the same slots.
-# make@TARGET is not a scenario either: it runs `make TARGET` in a slot, so
-# that checks without a test-bed host overlap the scenarios (`make test`).
+# make@TARGET is not a scenario either: it runs `make TARGET` in a slot.
+# niced@TARGET runs `make TARGET` beside the slots, started at once, at the
+# lowest CPU and I/O priority (nice 19, idle I/O class): checks that need no
+# test-bed host take the CPU time the scenarios leave idle (waiting for a
+# download, a health check, a timer), and the whole CPU once they are done,
+# without slowing them (`make test`).
 # Each run logs to .cache/molecule/<run>.log; for a failed run, its failed
 # tasks and tests and the end of its log are shown at the end, and the exit
 # status is 1 if any failed.
@@ -33,7 +37,7 @@ cd "$REPO_ROOT"
 declare -A named=()
 for spec in "$@"; do
   case "$spec" in
-    core@?* | make@?*) run=$spec ;;
+    core@?* | make@?* | niced@?*) run=$spec ;;
     *) [ -f "molecule/${spec%@*}/molecule.yml" ] || die "no scenario molecule/${spec%@*}/molecule.yml (from '$spec')"
        run=${spec%@"$primary"} ;;
   esac
@@ -78,6 +82,13 @@ reap() {
   done
 }
 
+# How many runs hold a slot (niced@ runs do not).
+slots_taken() {
+  local run n=0
+  for run in "${!pid_of[@]}"; do [ "${run%%@*}" = niced ] || n=$(( n + 1 )); done
+  echo "$n"
+}
+
 # True when a run of the scenario of $1 is under way.
 scenario_running() {
   local run
@@ -85,9 +96,20 @@ scenario_running() {
   return 1
 }
 
-queue=("$@")
+queue=()
+for spec in "$@"; do
+  case "$spec" in
+    niced@?*)
+      log "starting $spec beside the slots, niced (log: $logs/$spec.log)"
+      started_at[$spec]=$(date +%s)
+      nice -n 19 ionice -c 3 make --no-print-directory -C "$REPO_ROOT" "${spec#niced@}" >"$logs/$spec.log" 2>&1 &
+      pid_of[$spec]=$!
+      ;;
+    *) queue+=("$spec") ;;
+  esac
+done
 while [ "${#queue[@]}" -gt 0 ]; do
-  while [ "${#pid_of[@]}" -ge "$jobs_max" ]; do reap; done
+  while [ "$(slots_taken)" -ge "$jobs_max" ]; do reap; done
   # The first queued run whose scenario is not running (else wait for one).
   next=-1
   for i in "${!queue[@]}"; do
