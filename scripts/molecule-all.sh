@@ -12,8 +12,8 @@
 # for those ansible-core lines (one controller container) in the same slots.
 # make@TARGET is not a scenario either: it runs `make TARGET` in a slot.
 # niced@TARGET runs `make TARGET` beside the slots, started at once, at the
-# lowest CPU and I/O priority (nice 19, idle I/O class): checks that need no
-# test-bed host take the CPU time the scenarios leave idle (waiting for a
+# lowest CPU priority (niced_cgroup below) and I/O priority: checks that need
+# no test-bed host take the CPU time the scenarios leave idle (waiting for a
 # download, a health check, a timer), and the whole CPU once they are done,
 # without slowing them (`make test`).
 # Each run logs to .cache/molecule/<run>.log; for a failed run, its failed
@@ -82,6 +82,27 @@ reap() {
   done
 }
 
+# Prints the CPU cgroup the niced@ runs go into (made here when missing),
+# or nothing where none can be made (not root, no cpu controller): there
+# they run at nice 19 only. Its weight is 2 against 1024 for every other
+# process (cgroup v1 cpu.shares; v2: cpu.weight 1 against 100), so its
+# processes run on CPU time nothing else wants. nice alone does not do
+# that: Ansible's worker processes each start a session, and the kernel's
+# autogroups (sched_autogroup_enabled) weigh every session alike whatever
+# its nice, so a niced run took half the CPUs from two scenarios.
+niced_cgroup() {
+  local dir
+  if [ -e /sys/fs/cgroup/cpu/cpu.shares ]; then
+    dir=/sys/fs/cgroup/cpu/flaskops-niced
+    { mkdir -p "$dir" && echo 2 >"$dir/cpu.shares"; } 2>/dev/null && { echo "$dir"; return; }
+  fi
+  if grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null; then
+    dir=/sys/fs/cgroup/flaskops-niced
+    { mkdir -p "$dir" && echo 1 >"$dir/cpu.weight"; } 2>/dev/null && { echo "$dir"; return; }
+  fi
+  return 0
+}
+
 # How many runs hold a slot (niced@ runs do not).
 slots_taken() {
   local run n=0
@@ -97,12 +118,17 @@ scenario_running() {
 }
 
 queue=()
+niced_group=
 for spec in "$@"; do
   case "$spec" in
     niced@?*)
-      log "starting $spec beside the slots, niced (log: $logs/$spec.log)"
+      [ -n "$niced_group" ] || niced_group=$(niced_cgroup)
+      log "starting $spec beside the slots, niced (${niced_group:-nice 19 only: no CPU cgroup}; log: $logs/$spec.log)"
       started_at[$spec]=$(date +%s)
-      nice -n 19 ionice -c 3 make --no-print-directory -C "$REPO_ROOT" "${spec#niced@}" >"$logs/$spec.log" 2>&1 &
+      (
+        [ -z "$niced_group" ] || echo "$BASHPID" >"$niced_group/cgroup.procs"
+        exec nice -n 19 ionice -c 3 make --no-print-directory -C "$REPO_ROOT" "${spec#niced@}" >"$logs/$spec.log" 2>&1
+      ) &
       pid_of[$spec]=$!
       ;;
     *) queue+=("$spec") ;;
@@ -146,6 +172,8 @@ while [ "${#queue[@]}" -gt 0 ]; do
   pid_of[$run]=$!
 done
 while [ "${#pid_of[@]}" -gt 0 ]; do reap; done
+# (Empty once its runs are over; a process they left keeps it.)
+[ -z "$niced_group" ] || rmdir "$niced_group" 2>/dev/null || true
 read -r busy_after idle_after < <(cpu_ticks)
 busy=$(( busy_after - busy_before )) idle=$(( idle_after - idle_before ))
 log "$# runs in $(( $(date +%s) - run_started ))s, $jobs_max at a time: the $(grep -c '^cpu[0-9]' /proc/stat) CPUs were busy" \
