@@ -23,7 +23,7 @@ export FLASKOPS_DISTRO ?= bookworm
 SCENARIO_NAMES := multinode default app nginx faults postgres base containers
 # The ansible-core lines tested besides the controller's own (meta/runtime.yml).
 CORE_VERSIONS ?= 2.20 2.21
-SCENARIOS   ?= multinode containers default app nginx \
+SCENARIOS   ?= multinode default containers app nginx \
                $(if $(strip $(CORE_VERSIONS)),core@$(subst $(space),$(comma),$(strip $(CORE_VERSIONS)))) postgres faults base
 export MOLECULE_JOBS ?= 2
 SUITES      ?= bookworm trixie

@@ -384,24 +384,63 @@ def _under_load(host, v, extra_vars: dict):
     return result
 
 
+def _kept(v: dict, app: str) -> tuple:
+    """What a run that leaves an app as it is must not touch: its
+    containers (its workers' too) and its nginx site."""
+    workers = docker("ps", "-aq", "--no-trunc", "--filter", f"label=io.flaskops.worker={app}").split()
+    return [c["Id"] for c in app_containers(v, app)], sorted(workers), site_conf(v, app).read_text()
+
+
 def test_deploy_and_rollback_by_release_id_under_load(host, v):
-    """A new release (a deploy), then the release before it by id (a
-    rollback, from its kept image): no request fails, one container of each
-    app stays. (Both apps deploy the sample app: their releases share ids.)"""
+    """A new release of both apps (a deploy), then, app by app
+    (flaskops_deploy_apps), the release before it by id (a rollback from
+    its kept image): no request fails, one container of each app stays,
+    and the app left out keeps its containers, workers, site and database
+    password, even when the inventory has another one for it. (Both apps
+    deploy the sample app: their releases share ids.)"""
+    app = v["flask_app_name"]
     old = live_app_container(v)["Config"]["Labels"]["io.flaskops.release"]
     new = f"r{uuid.uuid4().hex[:8]}"
-    for release, extra in [(new, {"flask_app_release": new}),
-                           (old, {"flask_app_rollback": True, "flask_app_rollback_release": old})]:
-        _under_load(host, v, extra)
-        for app in (v["flask_app_name"], SECOND):
-            after = live_app_container(v, app)
-            assert after["Config"]["Labels"]["io.flaskops.release"] == release, app
-            assert [c["Name"] for c in app_containers(v, app)] == [after["Name"]], f"another container of {app} is left"
-        # The worker moved to the release too.
-        assert inspect(f"{v['flask_app_name']}-worker-queue")["Config"]["Labels"]["io.flaskops.release"] == release
+    _under_load(host, v, {"flask_app_release": new})
+    for each in (app, SECOND):
+        after = live_app_container(v, each)
+        assert after["Config"]["Labels"]["io.flaskops.release"] == new, each
+        assert [c["Name"] for c in app_containers(v, each)] == [after["Name"]], f"another container of {each} is left"
+    # The worker moved to the release too.
+    assert inspect(f"{app}-worker-queue")["Config"]["Labels"]["io.flaskops.release"] == new
+
+    # The first app back, under load; the second left out, with another
+    # password in the inventory (its file), which must not reach its role.
+    kept = _kept(v, SECOND)
+    password_file = EPHEMERAL / "app2-db-password"
+    password = password_file.read_text()
+    password_file.write_text(uuid.uuid4().hex + "\n")
+    try:
+        _under_load(host, v, {"flaskops_deploy_apps": app, "flask_app_rollback": True, "flask_app_rollback_release": old})
+    finally:
+        password_file.write_text(password)
+    after = live_app_container(v)
+    assert after["Config"]["Labels"]["io.flaskops.release"] == old
+    assert [c["Name"] for c in app_containers(v, app)] == [after["Name"]], f"another container of {app} is left"
+    assert inspect(f"{app}-worker-queue")["Config"]["Labels"]["io.flaskops.release"] == old
+    assert _kept(v, SECOND) == kept
+    # Restarted, the second app logs in again with the password it has.
+    docker("restart", live_app_container(v, SECOND)["Id"])
+    assert wait_for(lambda: healthy(live_app_container(v, SECOND)["Id"]), timeout=60)
+    post_note(v, SECOND)
+
+    # The second app back too (every task of this run ran stock above),
+    # the first (with its worker) left out.
+    kept = _kept(v, app)
+    result = run_playbook(host, PLAYBOOK, {"flaskops_deploy_apps": SECOND, "flask_app_rollback": True,
+                                           "flask_app_rollback_release": old}, mitogen=True)
+    assert result.returncode == 0, result.failure_text
+    assert live_app_container(v, SECOND)["Config"]["Labels"]["io.flaskops.release"] == old
+    assert _kept(v, app) == kept
+    assert https(v, "/health")[0] == 200
     # Both images are kept: either release can be rolled back to.
     for release in (old, new):
-        docker("image", "inspect", f"flaskops/{v['flask_app_name']}:{release}")
+        docker("image", "inspect", f"flaskops/{app}:{release}")
 
 
 def test_a_changed_setting_goes_live_like_a_release(host, v):
@@ -475,11 +514,16 @@ def test_pg_hba_is_the_roles(v):
 
 
 def test_a_rollback_to_a_release_without_image_fails_first(host, v):
-    live = live_app_container(v)["Id"]
-    result = run_playbook(host, PLAYBOOK, {"flask_app_rollback": True, "flask_app_rollback_release": "no-such-release"})
-    assert result.returncode != 0
-    assert "flask_app_rollback_release" in result.failure_text
-    assert live_app_container(v)["Id"] == live
+    """A release id that has no image, and one id for several apps (a
+    release belongs to one app), are refused before any change."""
+    live = [live_app_container(v, app)["Id"] for app in (v["flask_app_name"], SECOND)]
+    for extra, named in [({"flaskops_deploy_apps": v["flask_app_name"]}, "no image"),
+                         ({}, "flaskops_deploy_apps")]:
+        result = run_playbook(host, PLAYBOOK, {"flask_app_rollback": True, "flask_app_rollback_release": "no-such-release",
+                                               **extra})
+        assert result.returncode != 0
+        assert "flask_app_rollback_release" in result.failure_text and named in result.failure_text, result.failure_text
+        assert [live_app_container(v, app)["Id"] for app in (v["flask_app_name"], SECOND)] == live
 
 
 @pytest.mark.parametrize("bad", [{"uwsgi_options": {"no-such-option": "1"}},
