@@ -13,8 +13,10 @@ export FLASKOPS_EXTRA_CA_FILE = $(shell scripts/testbed.sh ca)
 # in SCENARIOS runs one on another release too.
 export FLASKOPS_DISTRO ?= bookworm
 # Scenarios `make test` runs, in the order that lets the two slots end
-# closest together with the durations of the last runs (the commit that set
-# it has them); MOLECULE_JOBS of them at a time:
+# closest together with the durations of the last runs (the commits that set
+# it have them), containers (whose deploys under load are timed) after
+# default, beside multinode's tests rather than its cold converge;
+# MOLECULE_JOBS of them at a time:
 # each on the release above (multinode puts four of its five hosts on the
 # other release of SUITES), and the other ansible-core lines (core@VERSIONS,
 # scripts/core-matrix.sh, whose controller host runs Debian 13).
@@ -68,14 +70,14 @@ bench-profile: venv collection-link ## where the app's workers spend row G's req
 down: venv ## remove the local container host
 	@scripts/local-host.sh down
 
-# Checks that need no test-bed host: `make test` runs them beside the
-# scenarios' MOLECULE_JOBS slots, niced (scripts/molecule-all.sh niced@), so
-# that they use the CPU time the scenarios leave idle rather than a slot;
-# the wiring tests, the longest, as a run of their own.
-SLOT_CHECKS := lint sample-app-test galaxy-import ee-context sanity
-
+# Checks that need no test-bed host, each mostly one process: `make test`
+# runs them beside the scenarios rather than before all (alone, they would
+# leave a core idle): slot-checks in a slot (its ansible-lint and
+# ansible-test have timeouts of their own), the wiring tests, the longest,
+# beside the slots with the CPU share of one process
+# (scripts/molecule-all.sh beside@).
 test: venv collection-link collection-test images ## everything the project checks
-	@scripts/molecule-all.sh niced@slot-checks niced@wiring-test $(SCENARIOS)
+	@scripts/molecule-all.sh make@slot-checks beside@wiring-test $(SCENARIOS)
 	@echo "make test: all checks passed"
 
 slot-checks: $(SLOT_CHECKS) ## lint, sample apps, Galaxy import, EE context, sanity: one after another

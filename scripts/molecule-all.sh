@@ -11,14 +11,11 @@
 # core@VERSION[,VERSION...] is not a scenario: it runs scripts/core-matrix.sh
 # for those ansible-core lines (one controller container) in the same slots.
 # make@TARGET is not a scenario either: it runs `make TARGET` in a slot.
-# niced@TARGET runs `make TARGET` beside the slots, started at once, at the
-# lowest CPU priority (niced_cgroup below) and I/O priority: checks that need
-# no test-bed host take the CPU time the scenarios leave idle (waiting for a
-# download, a health check, a timer), and the whole CPU once they are done,
-# without slowing them (`make test`).
-# Each run logs to .cache/molecule/<run>.log; for a failed run, its failed
-# tasks and tests and the end of its log are shown at the end, and the exit
-# status is 1 if any failed.
+# beside@TARGET runs `make TARGET` beside the slots, started at once, in a
+# CPU cgroup of its own (beside_cgroup below): a check that needs no
+# test-bed host and is mostly one process takes the CPU share of one
+# process, while the scenarios keep both slots (in a slot, it would leave a
+# core to the one scenario beside it, which cannot always use it).
 #
 #   scripts/molecule-all.sh app nginx postgres base default@trixie core@2.20,2.21 make@sanity
 set -euo pipefail
@@ -37,7 +34,7 @@ cd "$REPO_ROOT"
 declare -A named=()
 for spec in "$@"; do
   case "$spec" in
-    core@?* | make@?* | niced@?*) run=$spec ;;
+    core@?* | make@?* | beside@?*) run=$spec ;;
     *) [ -f "molecule/${spec%@*}/molecule.yml" ] || die "no scenario molecule/${spec%@*}/molecule.yml (from '$spec')"
        run=${spec%@"$primary"} ;;
   esac
@@ -82,31 +79,33 @@ reap() {
   done
 }
 
-# Prints the CPU cgroup the niced@ runs go into (made here when missing),
+# Prints the CPU cgroup the beside@ runs go into (made here when missing),
 # or nothing where none can be made (not root, no cpu controller): there
-# they run at nice 19 only. Its weight is 2 against 1024 for every other
-# process (cgroup v1 cpu.shares; v2: cpu.weight 1 against 100), so its
-# processes run on CPU time nothing else wants. nice alone does not do
-# that: Ansible's worker processes each start a session, and the kernel's
-# autogroups (sched_autogroup_enabled) weigh every session alike whatever
-# its nice, so a niced run took half the CPUs from two scenarios.
-niced_cgroup() {
-  local dir
+# they take a slot, as make@ runs. Its weight is one ordinary process's
+# (cgroup v1 cpu.shares 1024; v2 cpu.weight 100), however many processes
+# run in it: Ansible's worker processes each start a session, and the
+# kernel's autogroups (sched_autogroup_enabled) weigh each session as one
+# process whatever its nice, so outside it the wiring tests' workers took
+# half the CPUs from two scenarios (multinode's converge 702 s, against
+# 371 s). It is not lower: starved for minutes, checks with timeouts of
+# their own fail (galaxy-importer gives ansible-lint 180 s).
+beside_cgroup() {
+  local dir file weight
   if [ -e /sys/fs/cgroup/cpu/cpu.shares ]; then
-    dir=/sys/fs/cgroup/cpu/flaskops-niced
-    { mkdir -p "$dir" && echo 2 >"$dir/cpu.shares"; } 2>/dev/null && { echo "$dir"; return; }
+    dir=/sys/fs/cgroup/cpu/flaskops-beside file=cpu.shares weight=1024
+  elif grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null; then
+    dir=/sys/fs/cgroup/flaskops-beside file=cpu.weight weight=100
+  else
+    return 0
   fi
-  if grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null; then
-    dir=/sys/fs/cgroup/flaskops-niced
-    { mkdir -p "$dir" && echo 1 >"$dir/cpu.weight"; } 2>/dev/null && { echo "$dir"; return; }
-  fi
-  return 0
+  mkdir -p "$dir" 2>/dev/null || return 0
+  if echo "$weight" 2>/dev/null >"$dir/$file"; then echo "$dir"; else rmdir "$dir" 2>/dev/null || true; fi
 }
 
-# How many runs hold a slot (niced@ runs do not).
+# How many runs hold a slot (beside@ runs do not).
 slots_taken() {
   local run n=0
-  for run in "${!pid_of[@]}"; do [ "${run%%@*}" = niced ] || n=$(( n + 1 )); done
+  for run in "${!pid_of[@]}"; do [ "${run%%@*}" = beside ] || n=$(( n + 1 )); done
   echo "$n"
 }
 
@@ -118,18 +117,26 @@ scenario_running() {
 }
 
 queue=()
-niced_group=
+beside_group=
+beside_runs=0
+for spec in "$@"; do [ "${spec%%@*}" != beside ] || { beside_group=$(beside_cgroup); break; }; done
 for spec in "$@"; do
   case "$spec" in
-    niced@?*)
-      [ -n "$niced_group" ] || niced_group=$(niced_cgroup)
-      log "starting $spec beside the slots, niced (${niced_group:-nice 19 only: no CPU cgroup}; log: $logs/$spec.log)"
+    beside@?*)
+      if [ -z "$beside_group" ]; then
+        log "no CPU cgroup for $spec (not root, or no cpu controller): it takes a slot"
+        queue+=("make@${spec#beside@}")
+        continue
+      fi
+      log "starting $spec beside the slots, in $beside_group (log: $logs/$spec.log)"
       started_at[$spec]=$(date +%s)
       (
-        [ -z "$niced_group" ] || echo "$BASHPID" >"$niced_group/cgroup.procs"
-        exec nice -n 19 ionice -c 3 make --no-print-directory -C "$REPO_ROOT" "${spec#niced@}" >"$logs/$spec.log" 2>&1
+        exec >"$logs/$spec.log" 2>&1
+        echo "$BASHPID" 2>/dev/null >"$beside_group/cgroup.procs" || echo "[molecule] not moved into $beside_group"
+        exec make --no-print-directory -C "$REPO_ROOT" "${spec#beside@}"
       ) &
       pid_of[$spec]=$!
+      beside_runs=$(( beside_runs + 1 ))
       ;;
     *) queue+=("$spec") ;;
   esac
@@ -173,11 +180,12 @@ while [ "${#queue[@]}" -gt 0 ]; do
 done
 while [ "${#pid_of[@]}" -gt 0 ]; do reap; done
 # (Empty once its runs are over; a process they left keeps it.)
-[ -z "$niced_group" ] || rmdir "$niced_group" 2>/dev/null || true
+[ -z "$beside_group" ] || rmdir "$beside_group" 2>/dev/null || true
 read -r busy_after idle_after < <(cpu_ticks)
 busy=$(( busy_after - busy_before )) idle=$(( idle_after - idle_before ))
-log "$# runs in $(( $(date +%s) - run_started ))s, $jobs_max at a time: the $(grep -c '^cpu[0-9]' /proc/stat) CPUs were busy" \
-    "$(( 100 * busy / (busy + idle > 0 ? busy + idle : 1) ))% of the time ($(( idle / $(getconf CLK_TCK) ))s of CPU idle)"
+log "$# runs in $(( $(date +%s) - run_started ))s, $(( $# - beside_runs )) of them $jobs_max at a time and $beside_runs beside them:" \
+    "the $(grep -c '^cpu[0-9]' /proc/stat) CPUs were busy $(( 100 * busy / (busy + idle > 0 ? busy + idle : 1) ))% of the time" \
+    "($(( idle / $(getconf CLK_TCK) ))s of CPU idle)"
 
 for run in "${failed[@]}"; do
   # What failed comes before the destroy step's output: the failed Ansible
