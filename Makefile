@@ -76,6 +76,8 @@ down: venv ## remove the local container host
 # ansible-test have timeouts of their own), the wiring tests, the longest,
 # beside the slots with the CPU share of one process
 # (scripts/molecule-all.sh beside@).
+SLOT_CHECKS := lint sample-app-test galaxy-import ee-context sanity
+
 test: venv collection-link collection-test images ## everything the project checks
 	@scripts/molecule-all.sh make@slot-checks beside@wiring-test $(SCENARIOS)
 	@echo "make test: all checks passed"
