@@ -16,6 +16,9 @@
 # test-bed host and is mostly one process takes the CPU share of one
 # process, while the scenarios keep both slots (in a slot, it would leave a
 # core to the one scenario beside it, which cannot always use it).
+# Each run logs to .cache/molecule/<run>.log; for a failed run, its failed
+# tasks and tests and the end of its log are shown at the end, and the exit
+# status is 1 if any failed.
 #
 #   scripts/molecule-all.sh app nginx postgres base default@trixie core@2.20,2.21 make@sanity
 set -euo pipefail
@@ -85,8 +88,8 @@ reap() {
 # (cgroup v1 cpu.shares 1024; v2 cpu.weight 100), however many processes
 # run in it: Ansible's worker processes each start a session, and the
 # kernel's autogroups (sched_autogroup_enabled) weigh each session as one
-# process whatever its nice, so outside it the wiring tests' workers took
-# half the CPUs from two scenarios (multinode's converge 702 s, against
+# process whatever its nice, so outside it the host-free checks' workers
+# took half the CPUs from two scenarios (multinode's converge 702 s, against
 # 371 s). It is not lower: starved for minutes, checks with timeouts of
 # their own fail (galaxy-importer gives ansible-lint 180 s).
 beside_cgroup() {
