@@ -89,9 +89,9 @@ reap() {
 # run in it: Ansible's worker processes each start a session, and the
 # kernel's autogroups (sched_autogroup_enabled) weigh each session as one
 # process whatever its nice, so outside it the host-free checks' workers
-# took half the CPUs from two scenarios (multinode's converge 702 s, against
-# 371 s). It is not lower: starved for minutes, checks with timeouts of
-# their own fail (galaxy-importer gives ansible-lint 180 s).
+# each took as much CPU as a scenario's process. It is not lower: starved
+# for minutes, checks with timeouts of their own fail (galaxy-importer
+# gives ansible-lint 180 s).
 beside_cgroup() {
   local dir file weight
   if [ -e /sys/fs/cgroup/cpu/cpu.shares ]; then
