@@ -391,6 +391,13 @@ def _kept(v: dict, app: str) -> tuple:
     return [c["Id"] for c in app_containers(v, app)], sorted(workers), site_conf(v, app).read_text()
 
 
+def _only_on(v: dict, app: str, release: str) -> None:
+    """The app runs release in one container, and no other container."""
+    after = live_app_container(v, app)
+    assert after["Config"]["Labels"]["io.flaskops.release"] == release, app
+    assert [c["Name"] for c in app_containers(v, app)] == [after["Name"]], f"another container of {app} is left"
+
+
 def test_deploy_and_rollback_by_release_id_under_load(host, v):
     """A new release of both apps (a deploy), then, app by app
     (flaskops_deploy_apps), the release before it by id (a rollback from
@@ -403,9 +410,7 @@ def test_deploy_and_rollback_by_release_id_under_load(host, v):
     new = f"r{uuid.uuid4().hex[:8]}"
     _under_load(host, v, {"flask_app_release": new})
     for each in (app, SECOND):
-        after = live_app_container(v, each)
-        assert after["Config"]["Labels"]["io.flaskops.release"] == new, each
-        assert [c["Name"] for c in app_containers(v, each)] == [after["Name"]], f"another container of {each} is left"
+        _only_on(v, each, new)
     # The worker moved to the release too.
     assert inspect(f"{app}-worker-queue")["Config"]["Labels"]["io.flaskops.release"] == new
 
@@ -419,9 +424,7 @@ def test_deploy_and_rollback_by_release_id_under_load(host, v):
         _under_load(host, v, {"flaskops_deploy_apps": app, "flask_app_rollback": True, "flask_app_rollback_release": old})
     finally:
         password_file.write_text(password)
-    after = live_app_container(v)
-    assert after["Config"]["Labels"]["io.flaskops.release"] == old
-    assert [c["Name"] for c in app_containers(v, app)] == [after["Name"]], f"another container of {app} is left"
+    _only_on(v, app, old)
     assert inspect(f"{app}-worker-queue")["Config"]["Labels"]["io.flaskops.release"] == old
     assert _kept(v, SECOND) == kept
     # Restarted, the second app logs in again with the password it has.
@@ -435,7 +438,7 @@ def test_deploy_and_rollback_by_release_id_under_load(host, v):
     result = run_playbook(host, PLAYBOOK, {"flaskops_deploy_apps": SECOND, "flask_app_rollback": True,
                                            "flask_app_rollback_release": old}, mitogen=True)
     assert result.returncode == 0, result.failure_text
-    assert live_app_container(v, SECOND)["Config"]["Labels"]["io.flaskops.release"] == old
+    _only_on(v, SECOND, old)
     assert _kept(v, app) == kept
     assert https(v, "/health")[0] == 200
     # Both images are kept: either release can be rolled back to.
