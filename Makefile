@@ -76,16 +76,16 @@ down: venv ## remove the local container host
 # ansible-test have timeouts of their own), the wiring tests, the longest,
 # beside the slots with the CPU share of one process
 # (scripts/molecule-all.sh beside@).
-SLOT_CHECKS := lint sample-app-test galaxy-import ee-context sanity
+SLOT_CHECKS := lint sample-app-test testbed-test galaxy-import ee-context sanity
 
 test: venv collection-link collection-test images ## everything the project checks
 	@scripts/molecule-all.sh make@slot-checks beside@wiring-test $(SCENARIOS)
 	@echo "make test: all checks passed"
 
-slot-checks: $(SLOT_CHECKS) ## lint, sample apps, Galaxy import, EE context, sanity: one after another
+slot-checks: $(SLOT_CHECKS) ## lint, sample apps, test bed, Galaxy import, EE context, sanity: one after another
 
 
-test-quick: venv collection-link lint sample-app-test wiring-test images ## inner loop: lint, the sample app's tests, wiring, the base scenario
+test-quick: venv collection-link lint sample-app-test images testbed-test wiring-test ## inner loop: lint, the sample app's tests, test bed, wiring, the base scenario
 	@scripts/molecule-all.sh base
 	@echo "make test-quick: passed"
 
@@ -111,6 +111,9 @@ sanity: venv ## ansible-test sanity from an ansible_collections/flaskops/stack c
 
 sample-app-test: venv ## the sample app's pytest suite against a real PostgreSQL
 	@scripts/test-sample-app.sh
+
+testbed-test: venv images ## the test bed's own helpers on each release's Python (the module payloads' compile cache)
+	python -m pytest -q -p no:cacheprovider tests/testbed
 
 wiring-test: venv ## what the real plays pass each role for several inventory layouts (check mode, recorder roles)
 	python -m pytest -q -p no:cacheprovider tests/wiring
