@@ -70,7 +70,8 @@ bench-profile: venv collection-link ## where the app's workers spend row G's req
 down: venv ## remove the local container host
 	@scripts/local-host.sh down
 
-# Checks that need no test-bed host, each mostly one process: `make test`
+# Checks that need no Molecule host (testbed-test runs throwaway containers
+# of the test bed's images), each mostly one process: `make test`
 # runs them beside the scenarios rather than before all (alone, they would
 # leave a core idle): slot-checks in a slot (its ansible-lint and
 # ansible-test have timeouts of their own), the wiring tests, the longest,

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 HOOK = REPO / "molecule" / "shared" / "zipimport-cache"
+CACHE = "/var/cache/flaskops-testbed-zipimport"
 RELEASES = sorted({os.environ.get("FLASKOPS_DISTRO") or "bookworm", os.environ.get("FLASKOPS_SECOND_DISTRO") or "trixie"})
 
 # Runs in the container, as root; prints what it saw as JSON.
@@ -57,26 +59,39 @@ import flaskops_testbed_zipcache as hook
 source = b"VALUE = 'one'\ndef fail():\n    raise RuntimeError('here')\n"
 entry = os.path.join(CACHE, hook._key("probe/mod.py", source))
 seen["entry_there"] = os.path.exists(entry)
+import marshal
 with open(entry, "wb") as out:
-    import marshal
     out.write(marshal.dumps(compile(source.replace(b"'one'", b"'cached'"), "/elsewhere/mod.py", "exec")))
 seen["again"] = run(payload("again", "one"))
 seen["changed"] = run(payload("changed", "two"))
+# A cache file that holds no code (None here) is compiled again and rewritten.
+two = os.path.join(CACHE, hook._key("probe/mod.py", source.replace(b"'one'", b"'two'")))
+with open(two, "wb") as out:
+    out.write(marshal.dumps(None))
+seen["not_code"] = run(payload("not_code", "two"))
+with open(two, "rb") as kept:
+    seen["rewritten"] = type(marshal.loads(kept.read())).__name__
+# Others may write into the directory here: only the hook's check of the
+# user keeps them from writing the cache.
+os.chmod(CACHE, 0o777)
 seen["nobody"] = run(payload("nobody", "three"), user=65534)
+os.chmod(CACHE, 0o755)
 seen["other_zip"] = run(payload("other", "four", zip_name="library.zip"))
 print(json.dumps(seen))
 '''
 
 
+def mounts() -> list[str]:
+    """docker run's arguments that mount the hook as on Molecule's hosts."""
+    target = "/usr/lib/python3/dist-packages/"
+    return [argument for name in ("flaskops_testbed_zipcache.py", "flaskops-testbed-zipcache.pth")
+            for argument in ("-v", f"{HOOK / name}:{target}{name}:ro")]
+
+
 @pytest.mark.parametrize("release", RELEASES)
 def test_the_cache_gives_the_code_of_the_source_in_the_zip(release):
-    target = "/usr/lib/python3/dist-packages/"
-    proc = subprocess.run(
-        ["docker", "run", "--rm", "--network", "none",
-         "-v", f"{HOOK / 'flaskops_testbed_zipcache.py'}:{target}flaskops_testbed_zipcache.py:ro",
-         "-v", f"{HOOK / 'flaskops-testbed-zipcache.pth'}:{target}flaskops-testbed-zipcache.pth:ro",
-         f"flaskops/debian:{release}", "python3", "-c", PROBE],
-        capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(["docker", "run", "--rm", "--network", "none", *mounts(), f"flaskops/debian:{release}",
+                           "python3", "-c", PROBE], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     seen = json.loads(proc.stdout)
     first = seen["first"]
@@ -88,7 +103,36 @@ def test_the_cache_gives_the_code_of_the_source_in_the_zip(release):
     assert seen["again"]["where"] == "/probe/again/ansible_probe_payload.zip/probe/mod.py", seen["again"]
     # Another source at that path is compiled again, not taken from the cache.
     assert seen["changed"]["value"] == "two" and len(seen["changed"]["cached"]) == 3, seen["changed"]
+    # A cache file without code is compiled again and kept.
+    assert seen["not_code"]["value"] == "two" and seen["rewritten"] == "code", seen
     # A user other than root reads the cache but does not write it.
     assert seen["nobody"]["value"] == "three" and seen["nobody"]["cached"] == seen["changed"]["cached"], seen["nobody"]
     # A zip that is not a module payload is left to Python.
     assert seen["other_zip"]["value"] == "four" and seen["other_zip"]["cached"] == seen["changed"]["cached"], seen
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_ansible_modules_run_from_the_cache_the_run_before_filled(release):
+    """The payloads of this checkout's ansible-core go through the hook: a
+    module run over the Docker connection (pipelined, as in the scenarios)
+    fills the cache, and the same module run again adds nothing to it."""
+    name = f"flaskops-testbed-zipcache-{release}-{os.getpid()}"
+    subprocess.run(["docker", "run", "-d", "--rm", "--name", name, "--network", "none", *mounts(),
+                    f"flaskops/debian:{release}", "sleep", "300"], check=True, capture_output=True, timeout=60)
+    try:
+        def stat_run() -> list[str]:
+            proc = subprocess.run(
+                [str(Path(sys.executable).with_name("ansible")), "all", "-i", f"{name},",
+                 "-c", "community.docker.docker", "-m", "ansible.builtin.stat", "-a", "path=/"],
+                capture_output=True, text=True, timeout=120, check=False, cwd=REPO,
+                env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_PIPELINING="true"))
+            assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+            listing = subprocess.run(["docker", "exec", name, "sh", "-c", f"ls -A {CACHE} 2>/dev/null || true"],
+                                     capture_output=True, text=True, timeout=30, check=True)
+            return listing.stdout.split()
+        first = stat_run()
+        # ansible.module_utils.basic alone is tens of files.
+        assert len(first) >= 20, first
+        assert stat_run() == first
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60, check=False)

@@ -8,7 +8,9 @@ keeps each compiled file in CACHE_DIR under the hash of its path inside the
 zip, its source and the interpreter's bytecode tag, and loads it from there
 the next time. The code is what compile() gave for that very source, with
 the file name of this run's zip put back, so a module behaves as without the
-hook; only the compiling is saved.
+hook (as with a .pyc, warnings that compiling raises show the first time
+only); only the compiling is saved. A cache file that does not hold a code
+object is ignored and written again.
 
 Only root writes the cache (modules run as root unless a task becomes
 another user, who then reads it or compiles as before); files that are not
@@ -40,14 +42,30 @@ def _key(inner: str, source: bytes) -> str:
 def _store(path: str, code) -> None:
     if os.geteuid() != 0:
         return
+    partial = f"{path}.{os.getpid()}"
     try:
         os.makedirs(CACHE_DIR, mode=0o755, exist_ok=True)
-        partial = f"{path}.{os.getpid()}"
         with open(partial, "wb") as out:
             out.write(marshal.dumps(code))
         os.replace(partial, path)
     except OSError:
-        pass
+        try:
+            os.unlink(partial)
+        except OSError:
+            pass
+
+
+def _load(path: str, pathname: str):
+    """The code kept at path under this run's file name, or None."""
+    try:
+        with open(path, "rb") as cached:
+            code = marshal.loads(cached.read())
+        # (TypeError unless code is a code object.)
+        _imp._fix_co_filename(code, pathname)  # pylint: disable=protected-access
+        return code
+    except Exception:  # pylint: disable=broad-except
+        # Missing, cut short, not code: compiled again and kept.
+        return None
 
 
 def compile_source(pathname: str, source: bytes):
@@ -55,14 +73,10 @@ def compile_source(pathname: str, source: bytes):
     if PAYLOAD not in pathname:
         return _compile_source(pathname, source)
     path = os.path.join(CACHE_DIR, _key(pathname.split(PAYLOAD, 1)[1], source))
-    try:
-        with open(path, "rb") as cached:
-            code = marshal.loads(cached.read())
-    except (OSError, EOFError, ValueError, TypeError):
+    code = _load(path, pathname)
+    if code is None:
         code = _compile_source(pathname, source)
         _store(path, code)
-        return code
-    _imp._fix_co_filename(code, pathname)  # pylint: disable=protected-access
     return code
 
 
