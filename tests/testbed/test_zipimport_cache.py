@@ -131,7 +131,7 @@ def test_ansible_modules_run_from_the_cache_the_run_before_filled(release):
                                      capture_output=True, text=True, timeout=30, check=True)
             return listing.stdout.split()
         first = stat_run()
-        # ansible.module_utils.basic alone is tens of files.
+        # What ansible.module_utils.basic imports alone is more than that.
         assert len(first) >= 20, first
         assert stat_run() == first
     finally:
