@@ -22,8 +22,9 @@ RELEASES = sorted({os.environ.get("FLASKOPS_DISTRO") or "bookworm", os.environ.g
 
 # Runs in the container, as root; prints what it saw as JSON.
 PROBE = r'''
-import json, os, subprocess, sys, zipfile
-CACHE = "/var/cache/flaskops-testbed-zipimport"
+import json, marshal, os, subprocess, sys, zipfile
+import flaskops_testbed_zipcache as hook  # (the .pth has loaded it already)
+CACHE = hook.CACHE_DIR
 RUN = """
 import sys, traceback
 sys.path.insert(0, sys.argv[1])
@@ -35,12 +36,19 @@ except RuntimeError as exc:
 print(probe.mod.VALUE, where)
 """
 
+def module(value):
+    return f"VALUE = {value!r}\ndef fail():\n    raise RuntimeError('here')\n".encode()
+
+def entry(value):
+    """The cache file of probe/mod.py with that value."""
+    return os.path.join(CACHE, hook._key("probe/mod.py", module(value)))
+
 def payload(name, value, zip_name="ansible_probe_payload.zip"):
     os.makedirs(f"/probe/{name}", mode=0o755)
     path = f"/probe/{name}/{zip_name}"
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("probe/__init__.py", "")
-        z.writestr("probe/mod.py", f"VALUE = {value!r}\ndef fail():\n    raise RuntimeError('here')\n")
+        z.writestr("probe/mod.py", module(value))
     os.chmod(path, 0o644)
     return path
 
@@ -55,21 +63,16 @@ os.makedirs("/probe", mode=0o755)
 seen = {"first": run(payload("first", "one"))}
 # Replace what the cache holds for probe/mod.py of "one" with other code:
 # the next import of that very source must get it.
-import flaskops_testbed_zipcache as hook
-source = b"VALUE = 'one'\ndef fail():\n    raise RuntimeError('here')\n"
-entry = os.path.join(CACHE, hook._key("probe/mod.py", source))
-seen["entry_there"] = os.path.exists(entry)
-import marshal
-with open(entry, "wb") as out:
-    out.write(marshal.dumps(compile(source.replace(b"'one'", b"'cached'"), "/elsewhere/mod.py", "exec")))
+seen["entry_there"] = os.path.exists(entry("one"))
+with open(entry("one"), "wb") as out:
+    out.write(marshal.dumps(compile(module("cached"), "/elsewhere/mod.py", "exec")))
 seen["again"] = run(payload("again", "one"))
 seen["changed"] = run(payload("changed", "two"))
 # A cache file that holds no code (None here) is compiled again and rewritten.
-two = os.path.join(CACHE, hook._key("probe/mod.py", source.replace(b"'one'", b"'two'")))
-with open(two, "wb") as out:
+with open(entry("two"), "wb") as out:
     out.write(marshal.dumps(None))
 seen["not_code"] = run(payload("not_code", "two"))
-with open(two, "rb") as kept:
+with open(entry("two"), "rb") as kept:
     seen["rewritten"] = type(marshal.loads(kept.read())).__name__
 # Others may write into the directory here: only the hook's check of the
 # user keeps them from writing the cache.
