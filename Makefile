@@ -75,7 +75,7 @@ down: venv ## remove the local container host
 # runs them beside the scenarios rather than before all (alone, they would
 # leave a core idle): slot-checks in a slot (its ansible-lint and
 # ansible-test have timeouts of their own), the wiring tests, the longest,
-# beside the slots with a quarter of the CPU share of one process
+# beside the slots with an eighth of the CPU share of one process
 # (scripts/molecule-all.sh beside@).
 SLOT_CHECKS := lint sample-app-test testbed-test galaxy-import ee-context sanity
 

@@ -84,22 +84,23 @@ reap() {
 
 # Prints the CPU cgroup the beside@ runs go into (made here when missing),
 # or nothing where none can be made (not root, no cpu controller): there
-# they take a slot, as make@ runs. Its weight is a quarter of one ordinary
-# process's (cgroup v1 cpu.shares 256; v2 cpu.weight 25), however many
+# they take a slot, as make@ runs. Its weight is an eighth of one ordinary
+# process's (cgroup v1 cpu.shares 128; v2 cpu.weight 12), however many
 # processes run in it: Ansible's worker processes each start a session,
 # and the kernel's autogroups (sched_autogroup_enabled) weigh each session
 # as one process whatever its nice, so outside it the host-free checks'
-# workers each took as much CPU as a scenario's process. A quarter leaves
+# workers each took as much CPU as a scenario's process. An eighth leaves
 # the slots the CPU while both scenarios use it and hands the beside runs
 # what the scenarios leave idle (waits for services, timers, held
 # requests). Not much lower: starved for minutes, checks with timeouts of
-# their own fail (galaxy-importer gives ansible-lint 180 s).
+# their own fail (galaxy-importer gives ansible-lint 180 s; the wiring
+# tests give a playbook run RUN_TIMEOUT).
 beside_cgroup() {
   local dir file weight
   if [ -e /sys/fs/cgroup/cpu/cpu.shares ]; then
-    dir=/sys/fs/cgroup/cpu/flaskops-beside file=cpu.shares weight=256
+    dir=/sys/fs/cgroup/cpu/flaskops-beside file=cpu.shares weight=128
   elif grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null; then
-    dir=/sys/fs/cgroup/flaskops-beside file=cpu.weight weight=25
+    dir=/sys/fs/cgroup/flaskops-beside file=cpu.weight weight=12
   else
     return 0
   fi

@@ -34,6 +34,11 @@ BACKUP_ROLES = {"backup_repository"}
 PLAYBOOK_COMMAND = str(Path(sys.executable).with_name("ansible-playbook"))
 PASSWORD = "s3cret/with@odd:chars"
 PROCESSES = 12
+# Seconds one ansible-playbook run may take. Alone, a run takes seconds;
+# `make test` runs these tests beside the scenarios with a small CPU share
+# (scripts/molecule-all.sh beside_cgroup), where a run can take many times
+# that while both scenarios keep the CPUs busy.
+RUN_TIMEOUT = 900
 
 # Each recorder prints {variable: value} for every variable named <role>_*,
 # then publishes what the real role would.
@@ -187,7 +192,7 @@ def gather_seed_facts(root: Path) -> None:
                ANSIBLE_CACHE_PLUGIN_CONNECTION=str(cache))
     proc = subprocess.run([PLAYBOOK_COMMAND, "-i", "seed,", "-c", "local", "-e",
                            f"ansible_python_interpreter={sys.executable}", str(playbook)],
-                          capture_output=True, text=True, env=env, timeout=300, check=False, cwd=REPO)
+                          capture_output=True, text=True, env=env, timeout=RUN_TIMEOUT, check=False, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     # (The cache names its files <key prefix><host>; the file is kept as it is.)
     [seeded] = cache.glob("*seed")
@@ -237,7 +242,7 @@ def passed(collections: Path, tmp_path: Path, groups: dict[str, dict[str, str]],
            "-e", json.dumps(extra_vars or {}), "--tags", tags]
     cmd += ["--skip-tags", skip_tags] if skip_tags else []
     cmd += ["--limit", limit] if limit else []
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False, cwd=REPO)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=RUN_TIMEOUT, check=False, cwd=REPO)
     if fails:
         assert proc.returncode != 0, "the run passed"
         return {"output": proc.stdout + proc.stderr, "failures": failure_messages(json_report(proc.stdout))}
