@@ -113,7 +113,7 @@ sanity: venv ## ansible-test sanity from an ansible_collections/flaskops/stack c
 sample-app-test: venv ## the sample app's pytest suite against a real PostgreSQL
 	@scripts/test-sample-app.sh
 
-testbed-test: venv images ## the test bed's own helpers on each release's Python (the module payloads' compile cache)
+testbed-test: venv images ## the test bed's own helpers: the module payloads' compile cache on each release's Python, the scenarios' poll
 	python -m pytest -q -p no:cacheprovider tests/testbed
 
 wiring-test: venv ## what the real plays pass each role for several inventory layouts (check mode, recorder roles)

@@ -194,19 +194,33 @@ def prometheus_targets_scraped_now(host, url: str = "http://127.0.0.1:9090", tim
     return targets()
 
 
-def wait_for(predicate, timeout: float = 30, step: float = 0.5) -> bool:
-    """Poll predicate until it is true; a predicate whose command fails counts as not yet."""
+def wait_for(predicate, timeout: float = 30, step: float | None = None) -> bool:
+    """Poll predicate until it is true; a predicate whose command fails counts as not yet.
+
+    step: seconds between polls. Without it, polls start 0.5 s apart and
+    the gap grows by half each time up to 2 s: most predicates start a
+    process in a container (a `docker exec` and a Python), so a long wait
+    (an alert, a timer) polled twice a second takes CPU the scenario run
+    beside it could use, while a short one still answers within a second.
+    """
     import time
 
     deadline = time.monotonic() + timeout
+    gap = step or 0.5
     while time.monotonic() < deadline:
         try:
             if predicate():
                 return True
         except AssertionError:
             pass
-        time.sleep(step)
-    return False
+        time.sleep(min(gap, max(0.0, deadline - time.monotonic())))
+        if step is None:
+            gap = min(gap * 1.5, 2.0)
+    # One last look at the deadline: a gap that ended on it has not polled.
+    try:
+        return bool(predicate())
+    except AssertionError:
+        return False
 
 
 class PlayResult:

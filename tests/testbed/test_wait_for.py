@@ -1,0 +1,69 @@
+"""wait_for (molecule/shared/flaskops_testinfra.py), the scenarios' poll:
+on a clock of its own, when it polls and what it answers."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "molecule" / "shared"))
+from flaskops_testinfra import wait_for  # noqa: E402  (the scenarios' conftest puts it on the path the same way)
+
+
+@pytest.fixture()
+def clock(monkeypatch):
+    """time.monotonic and time.sleep on a clock that only sleeping moves."""
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(time, "sleep", lambda seconds: now.__setitem__(0, now[0] + seconds))
+    return now
+
+
+def polls(clock, true_from: float = float("inf"), fails: bool = False) -> tuple[list[float], object]:
+    """A predicate that records when (seconds from the start) it is asked,
+    and is true from true_from on; with fails, it raises as a failed
+    command does (AssertionError) until then."""
+    start, asked = clock[0], []
+
+    def predicate():
+        asked.append(round(clock[0] - start, 3))
+        if clock[0] - start >= true_from:
+            return True
+        if fails:
+            raise AssertionError("not yet")
+        return False
+    return asked, predicate
+
+
+def test_polls_start_half_a_second_apart_and_grow_to_two_seconds(clock):
+    asked, predicate = polls(clock)
+    assert wait_for(predicate, timeout=30) is False
+    gaps = [round(b - a, 3) for a, b in zip(asked, asked[1:])]
+    assert gaps[:4] == pytest.approx([0.5, 0.75, 1.125, 1.6875], abs=0.002)
+    # Then 2 s apart, the last gap cut at the deadline, and one look there.
+    assert set(gaps[4:-1]) == {2.0} and 0 < gaps[-1] <= 2.0
+    assert asked[-1] == 30.0
+
+
+def test_a_step_keeps_the_polls_that_far_apart(clock):
+    asked, predicate = polls(clock)
+    assert wait_for(predicate, timeout=2, step=0.25) is False
+    assert asked == [n * 0.25 for n in range(9)]
+
+
+def test_true_at_the_deadline_counts(clock):
+    # With polls at 0, .5, 1.25, 2.375, the last gap is cut to end at 3 s.
+    asked, predicate = polls(clock, true_from=3.0)
+    assert wait_for(predicate, timeout=3) is True
+    assert asked[-1] == 3.0
+
+
+def test_a_failing_command_counts_as_not_yet(clock):
+    asked, predicate = polls(clock, true_from=5.0, fails=True)
+    assert wait_for(predicate, timeout=30) is True
+    assert asked[-1] >= 5.0 and len(asked) < 10
+    asked, predicate = polls(clock, fails=True)
+    assert wait_for(predicate, timeout=4) is False
