@@ -13,9 +13,10 @@
 # make@TARGET is not a scenario either: it runs `make TARGET` in a slot.
 # beside@TARGET runs `make TARGET` beside the slots, started at once, in a
 # CPU cgroup of its own (beside_cgroup below): a check that needs no
-# test-bed host and is mostly one process takes the CPU share of one
-# process, while the scenarios keep both slots (in a slot, it would leave a
-# core to the one scenario beside it, which cannot always use it).
+# test-bed host and is mostly one process takes a small share of the CPU
+# while the scenarios keep both slots busy, and what they leave idle (in a
+# slot, it would leave a core to the one scenario beside it, which cannot
+# always use it).
 # Each run logs to .cache/molecule/<run>.log; for a failed run, its failed
 # tasks and tests and the end of its log are shown at the end, and the exit
 # status is 1 if any failed.
@@ -92,9 +93,8 @@ reap() {
 # workers each took as much CPU as a scenario's process. An eighth leaves
 # the slots the CPU while both scenarios use it and hands the beside runs
 # what the scenarios leave idle (waits for services, timers, held
-# requests). Not much lower: starved for minutes, checks with timeouts of
-# their own fail (galaxy-importer gives ansible-lint 180 s; the wiring
-# tests give a playbook run RUN_TIMEOUT).
+# requests). Not much lower: a check starved for minutes fails its own
+# timeouts (the wiring tests give a playbook run RUN_TIMEOUT).
 beside_cgroup() {
   local dir file weight
   if [ -e /sys/fs/cgroup/cpu/cpu.shares ]; then

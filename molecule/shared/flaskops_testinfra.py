@@ -197,26 +197,33 @@ def prometheus_targets_scraped_now(host, url: str = "http://127.0.0.1:9090", tim
 def wait_for(predicate, timeout: float = 30, step: float | None = None) -> bool:
     """Poll predicate until it is true; a predicate whose command fails counts as not yet.
 
-    step: seconds between polls. Without it, polls start 0.5 s apart and
-    the gap grows by half each time up to 2 s: most predicates start a
-    process in a container (a `docker exec` and a Python), so a long wait
-    (an alert, a timer) polled twice a second takes CPU the scenario run
-    beside it could use, while a short one still answers within a second.
+    step: seconds between polls, as many as fit before the deadline (for
+    waits that time something, or predicates that compare one poll with
+    the last). Without it, polls start 0.5 s apart and the gap grows by
+    half each time up to 2 s, the last one cut to end at the deadline,
+    where it polls once more: most predicates start a process in a
+    container (a `docker exec` and a Python), so a long wait (an alert, a
+    timer) polled twice a second takes CPU the scenario run beside it could
+    use, while a condition met in its first seconds is seen about as soon.
     """
     import time
 
     deadline = time.monotonic() + timeout
-    gap = step or 0.5
+    gap = 0.5 if step is None else step
     while time.monotonic() < deadline:
         try:
             if predicate():
                 return True
         except AssertionError:
             pass
-        time.sleep(min(gap, max(0.0, deadline - time.monotonic())))
-        if step is None:
-            gap = min(gap * 1.5, 2.0)
-    # One last look at the deadline: a gap that ended on it has not polled.
+        if step is not None:
+            time.sleep(step)
+            continue
+        time.sleep(max(0.0, min(gap, deadline - time.monotonic())))
+        gap = min(gap * 1.5, 2.0)
+    if step is not None:
+        return False
+    # One last look at the deadline: the gap that ended on it has not polled.
     try:
         return bool(predicate())
     except AssertionError:

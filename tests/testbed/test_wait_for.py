@@ -15,22 +15,31 @@ from flaskops_testinfra import wait_for  # noqa: E402  (the scenarios' conftest 
 
 @pytest.fixture()
 def clock(monkeypatch):
-    """time.monotonic and time.sleep on a clock that only sleeping moves."""
+    """time.monotonic and time.sleep on a clock that only sleeping (and a
+    predicate that says it takes time) moves; a negative sleep raises, as
+    the real one does."""
     now = [1000.0]
+
+    def sleep(seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("sleep length must be non-negative")
+        now[0] += seconds
     monkeypatch.setattr(time, "monotonic", lambda: now[0])
-    monkeypatch.setattr(time, "sleep", lambda seconds: now.__setitem__(0, now[0] + seconds))
+    monkeypatch.setattr(time, "sleep", sleep)
     return now
 
 
-def polls(clock, true_from: float = float("inf"), fails: bool = False) -> tuple[list[float], object]:
+def polls(clock, true_from: float = float("inf"), fails: bool = False,
+          takes: float = 0.0) -> tuple[list[float], object]:
     """A predicate that records when (seconds from the start) it is asked,
     and is true from true_from on; with fails, it raises as a failed
-    command does (AssertionError) until then."""
+    command does (AssertionError) until then; each poll takes `takes` s."""
     start, asked = clock[0], []
 
     def predicate():
         asked.append(round(clock[0] - start, 3))
-        if clock[0] - start >= true_from:
+        clock[0] += takes
+        if asked[-1] >= true_from:
             return True
         if fails:
             raise AssertionError("not yet")
@@ -49,9 +58,15 @@ def test_polls_start_half_a_second_apart_and_grow_to_two_seconds(clock):
 
 
 def test_a_step_keeps_the_polls_that_far_apart(clock):
+    # As many as fit before the deadline, none at it: a predicate that
+    # compares a poll with the one before sees them a step apart.
     asked, predicate = polls(clock)
     assert wait_for(predicate, timeout=2, step=0.25) is False
-    assert asked == [n * 0.25 for n in range(9)]
+    assert asked == [n * 0.25 for n in range(8)]
+    # A step of 0 polls back to back (each poll here takes 0.1 s).
+    asked, predicate = polls(clock, takes=0.1)
+    assert wait_for(predicate, timeout=1, step=0) is False
+    assert asked == pytest.approx([n * 0.1 for n in range(10)], abs=0.002)
 
 
 def test_true_at_the_deadline_counts(clock):
@@ -59,6 +74,13 @@ def test_true_at_the_deadline_counts(clock):
     asked, predicate = polls(clock, true_from=3.0)
     assert wait_for(predicate, timeout=3) is True
     assert asked[-1] == 3.0
+
+
+def test_a_poll_that_ends_past_the_deadline_is_followed_by_the_last_look(clock):
+    # Polls of 0.7 s: at 0, 1.2, 2.65, then past the 3 s deadline.
+    asked, predicate = polls(clock, takes=0.7)
+    assert wait_for(predicate, timeout=3) is False
+    assert asked == [0.0, 1.2, 2.65, 3.35]
 
 
 def test_a_failing_command_counts_as_not_yet(clock):
