@@ -91,8 +91,8 @@ reap() {
 # and the kernel's autogroups (sched_autogroup_enabled) weigh each session
 # as one process whatever its nice, so outside it the host-free checks'
 # workers each took as much CPU as a scenario's process. An eighth leaves
-# the slots the CPU while both scenarios use it and hands the beside runs
-# what the scenarios leave idle (waits for services, timers, held
+# the slots most of the CPU while both scenarios use it, and the beside
+# runs all that the scenarios leave idle (waits for services, timers, held
 # requests). Not much lower: a check starved for minutes fails its own
 # timeouts (the wiring tests give a playbook run RUN_TIMEOUT).
 beside_cgroup() {
