@@ -208,26 +208,25 @@ def wait_for(predicate, timeout: float = 30, step: float | None = None) -> bool:
     """
     import time
 
-    deadline = time.monotonic() + timeout
-    gap = 0.5 if step is None else step
-    while time.monotonic() < deadline:
+    def ready() -> bool:
         try:
-            if predicate():
-                return True
+            return bool(predicate())
         except AssertionError:
-            pass
+            return False
+
+    deadline = time.monotonic() + timeout
+    gap = 0.5
+    while time.monotonic() < deadline:
+        if ready():
+            return True
         if step is not None:
             time.sleep(step)
-            continue
-        time.sleep(max(0.0, min(gap, deadline - time.monotonic())))
-        gap = min(gap * 1.5, 2.0)
-    if step is not None:
-        return False
-    # One last look at the deadline: the gap that ended on it has not polled.
-    try:
-        return bool(predicate())
-    except AssertionError:
-        return False
+        else:
+            time.sleep(max(0.0, min(gap, deadline - time.monotonic())))
+            gap = min(gap * 1.5, 2.0)
+    # Without a step, one last look at the deadline: the gap that ended on
+    # it has not polled.
+    return step is None and ready()
 
 
 class PlayResult:
