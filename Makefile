@@ -22,10 +22,10 @@ export FLASKOPS_DISTRO ?= bookworm
 # scripts/core-matrix.sh, whose controller host runs Debian 13).
 # `make molecule SCENARIOS=base` runs one; `make molecule-matrix` runs
 # every scenario on every release in SUITES.
-SCENARIO_NAMES := multinode default app nginx faults postgres base containers
+SCENARIO_NAMES := multinode default nginx faults postgres base containers
 # The ansible-core lines tested besides the controller's own (meta/runtime.yml).
 CORE_VERSIONS ?= 2.20 2.21
-SCENARIOS   ?= multinode default containers app nginx \
+SCENARIOS   ?= multinode default containers nginx \
                $(if $(strip $(CORE_VERSIONS)),core@$(subst $(space),$(comma),$(strip $(CORE_VERSIONS)))) postgres faults base
 export MOLECULE_JOBS ?= 2
 SUITES      ?= bookworm trixie

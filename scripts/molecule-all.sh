@@ -21,7 +21,7 @@
 # tasks and tests and the end of its log are shown at the end, and the exit
 # status is 1 if any failed.
 #
-#   scripts/molecule-all.sh app nginx postgres base default@trixie core@2.20,2.21 make@sanity
+#   scripts/molecule-all.sh nginx postgres base default@trixie core@2.20,2.21 make@sanity
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LOG_TAG=molecule

@@ -498,7 +498,7 @@ def test_deploy_and_rollback_of_one_app_under_load_fail_no_request_and_leave_the
         assert len(reported) == 1 and dump, reported
         assert nodes["db"].file(dump[1]).size > 0, dump[1]
         # Back by name, as releases.yml lists it (both hosts built the same
-        # name; the app scenario goes two releases back by name).
+        # name; the nginx scenario goes two releases back by name).
         rolled_back = run_playbook(None, str(PLAYBOOKS / "rollback.yml"), {
             "flaskops_deploy_apps": "flaskapp", "flask_app_rollback_release": first["app1"].rsplit("/", 1)[1]})
         assert rolled_back.returncode == 0, rolled_back.failure_text or rolled_back.raw
