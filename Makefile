@@ -14,7 +14,7 @@ export FLASKOPS_EXTRA_CA_FILE = $(shell scripts/testbed.sh ca)
 export FLASKOPS_DISTRO ?= bookworm
 # Scenarios `make test` runs, in the order that lets the two slots end
 # closest together with the durations of the last runs (the commits that set
-# it have them), containers (whose deploys under load are timed) after
+# or checked it have them), containers (whose deploys under load are timed) after
 # default, beside multinode's tests rather than its cold converge;
 # MOLECULE_JOBS of them at a time:
 # each on the release above (multinode puts four of its five hosts on the
