@@ -117,7 +117,7 @@ testbed-test: venv images ## the test bed's own helpers: the module payloads' co
 	python -m pytest -q -p no:cacheprovider tests/testbed
 
 wiring-test: venv ## what the real plays pass each role for several inventory layouts (check mode, recorder roles)
-	python -m pytest -q -p no:cacheprovider tests/wiring
+	python -m pytest -q -p no:cacheprovider --durations=15 tests/wiring
 
 collection-test: venv ## build the collection tarball, install it into .cache/installed-collections, resolve it
 	@FLASKOPS_INSTALLED_COLLECTIONS=$(CACHE)/installed-collections scripts/test-collection.sh
