@@ -9,6 +9,7 @@
 #   scripts/testbed.sh image [SUITE...]  build (or reuse) base images; default: bookworm trixie
 #   scripts/testbed.sh image-name SUITE  print the content-tagged image name of SUITE
 #   scripts/testbed.sh ca                write the extra CA bundle, print its path ("" if none)
+#   scripts/testbed.sh ssh-key           make (or keep) the key the controller logs in to hosts with
 #
 # Environment (all optional):
 #   FLASKOPS_EXTRA_CA_CERTS  PEM file (one or more certificates) the hosts must trust,
@@ -28,7 +29,7 @@ SECURITY_MIRROR=${FLASKOPS_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-
 IMAGE_REPO=flaskops/debian
 # What a fresh Debian cloud VM has; nothing of the stack (no nginx, no
 # python3-venv, no compiler): the roles must install what they need.
-BASE_PACKAGES=systemd,systemd-sysv,dbus,python3,sudo,ca-certificates,netbase,iproute2,procps,apt-utils
+BASE_PACKAGES=systemd,systemd-sysv,dbus,python3,sudo,ca-certificates,netbase,iproute2,procps,apt-utils,openssh-server,openssh-sftp-server
 DOCKERD_LOG=/var/log/flaskops-dockerd.log
 # Image metadata set at import. (docker 20.10 cannot set STOPSIGNAL here:
 # whoever runs a container passes --stop-signal SIGRTMIN+3 so that systemd
@@ -107,6 +108,22 @@ EOF
     ln -sf /dev/null "$root/etc/systemd/system/$unit"
   done
   echo "flaskops-host" >"$root/etc/hostname"
+  # Ansible and testinfra reach a host over SSH with no sshd listening: the
+  # scenarios' ProxyCommand (.config/molecule/config.yml) starts this
+  # script with `docker exec`, once per multiplexed connection, and it
+  # serves that one connection on its stdin and stdout. So the service stays
+  # off at boot (a role that needs sshd enables and starts it), and each
+  # container makes its own host keys the first time it is reached.
+  rm -f "$root"/etc/ssh/ssh_host_*_key "$root"/etc/ssh/ssh_host_*_key.pub \
+    "$root/etc/systemd/system/multi-user.target.wants/ssh.service"
+  cat >"$root/usr/local/sbin/flaskops-testbed-sshd" <<'SCRIPT'
+#!/bin/sh
+# One SSH connection on stdin and stdout (scripts/testbed.sh).
+mkdir -p /run/sshd
+ssh-keygen -A >/dev/null 2>&1
+exec /usr/sbin/sshd -i
+SCRIPT
+  chmod 0755 "$root/usr/local/sbin/flaskops-testbed-sshd"
   # A fresh cloud image has no package lists and no cached .deb files.
   rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb
 }
@@ -141,10 +158,25 @@ cmd_image() {
   [ ${#suites[@]} -gt 0 ] || suites=(bookworm trixie)
   mkdir -p "$CACHE_DIR"
   cmd_engine
+  cmd_ssh_key >/dev/null
   for suite in "${suites[@]}"; do
     suite_version "$suite" >/dev/null
     build_image "$suite"
   done
+}
+
+# The key pair the controller logs in to the hosts as root with; the
+# scenarios mount its public half as root's authorized_keys.
+cmd_ssh_key() {
+  local dir="$CACHE_DIR/testbed-ssh"
+  command -v ssh-keygen >/dev/null 2>&1 || apt_install openssh-client
+  mkdir -p "$dir"
+  if [ ! -s "$dir/id_ed25519" ] || [ ! -s "$dir/id_ed25519.pub" ]; then
+    rm -f "$dir/id_ed25519" "$dir/id_ed25519.pub"
+    ssh-keygen -q -t ed25519 -N '' -C flaskops-testbed -f "$dir/id_ed25519" >/dev/null
+  fi
+  chmod 0644 "$dir/id_ed25519.pub"
+  echo "$dir/id_ed25519"
 }
 
 cmd_ca() {
@@ -176,6 +208,7 @@ main() {
     image) cmd_image "$@" ;;
     image-name) image_name "${1:?usage: testbed.sh image-name SUITE}" ;;
     ca) cmd_ca ;;
+    ssh-key) cmd_ssh_key ;;
     *) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
   esac
 }

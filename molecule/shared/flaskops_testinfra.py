@@ -278,8 +278,10 @@ def mitogen_engine(inventory_file: str) -> tuple[dict, list[str]]:
     connection, and the Docker one only when it is named by its short name:
     so this writes mitogen-connections.yml into the scenario's ephemeral
     directory, an inventory source read after Molecule's that names the
-    connection `docker` (the same plugin under stock Ansible) for the hosts
-    Molecule gave community.docker.docker.
+    connection `docker` (the same plugin under stock Ansible) for the
+    test bed's hosts, which Molecule reaches over SSH through `docker exec`
+    (.config/molecule/config.yml): Mitogen then starts its one Python per
+    host with one `docker exec`.
     """
     import ansible_mitogen
     import yaml
@@ -289,7 +291,7 @@ def mitogen_engine(inventory_file: str) -> tuple[dict, list[str]]:
         groups = [g for g in yaml.safe_load(inventory).values() if isinstance(g, dict)]
     for group in groups:
         for name, hostvars in (group.get("hosts") or {}).items():
-            if (hostvars or {}).get("ansible_connection") == "community.docker.docker":
+            if (hostvars or {}).get("ansible_connection") in ("ssh", "community.docker.docker"):
                 hosts[name] = {"ansible_connection": "docker"}
     override = Path(inventory_file).parent.parent / "mitogen-connections.yml"
     override.write_text(yaml.safe_dump({"all": {"hosts": hosts}}), encoding="utf-8")
