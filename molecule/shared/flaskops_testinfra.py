@@ -206,12 +206,18 @@ def wait_for(predicate, timeout: float = 30, step: float | None = None) -> bool:
     timer) polled twice a second takes CPU the scenario run beside it could
     use, while a condition met in its first seconds is seen about as soon.
     """
+    import http.client
+    import subprocess
     import time
 
     def ready() -> bool:
         try:
             return bool(predicate())
-        except AssertionError:
+        # A failed check_output or assert; a request refused, reset or timed
+        # out, or an HTTP reply cut short, while a service restarts; a failed
+        # `docker` command; ssh itself failing (testinfra's SSH backend
+        # raises RuntimeError when ssh exits 255), while a host restarts.
+        except (AssertionError, OSError, http.client.HTTPException, subprocess.SubprocessError, RuntimeError):
             return False
 
     deadline = time.monotonic() + timeout

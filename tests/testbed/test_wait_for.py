@@ -3,6 +3,8 @@ on a clock of its own, when it polls and what it answers."""
 
 from __future__ import annotations
 
+import http.client
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -89,3 +91,35 @@ def test_a_failing_command_counts_as_not_yet(clock):
     assert asked[-1] >= 5.0 and len(asked) < 10
     asked, predicate = polls(clock, fails=True)
     assert wait_for(predicate, timeout=4) is False
+
+
+@pytest.mark.parametrize("error", [
+    ConnectionRefusedError(111, "refused"),
+    TimeoutError("timed out"),
+    http.client.RemoteDisconnected("closed"),
+    subprocess.CalledProcessError(1, ["docker", "inspect", "gone"]),
+    RuntimeError("ssh exited 255"),
+], ids=lambda e: type(e).__name__)
+def test_what_a_restart_makes_a_poll_meet_counts_as_not_yet(clock, error):
+    # A service or host restarting: the request refused, timed out or cut
+    # short, a `docker` command failing, ssh itself failing (testinfra).
+    asked = []
+
+    def predicate():
+        asked.append(clock[0])
+        if len(asked) < 3:
+            raise error
+        return True
+    assert wait_for(predicate, timeout=30) is True
+    assert len(asked) == 3
+
+
+def test_a_mistake_of_the_predicate_is_raised_at_once(clock):
+    asked = []
+
+    def predicate():
+        asked.append(clock[0])
+        return {}["missing"]
+    with pytest.raises(KeyError):
+        wait_for(predicate, timeout=30)
+    assert len(asked) == 1
