@@ -298,7 +298,10 @@ def mitogen_engine(inventory_file: str) -> tuple[dict, list[str]]:
     for group in groups:
         for name, hostvars in (group.get("hosts") or {}).items():
             if (hostvars or {}).get("ansible_connection") in ("ssh", "community.docker.docker"):
-                hosts[name] = {"ansible_connection": "docker"}
+                # With the interpreter named: Mitogen otherwise tries
+                # python3.13 and python3.12 (a `docker exec` each, both
+                # missing on Debian 12) again for every task.
+                hosts[name] = {"ansible_connection": "docker", "ansible_python_interpreter": "/usr/bin/python3"}
     override = Path(inventory_file).parent.parent / "mitogen-connections.yml"
     override.write_text(yaml.safe_dump({"all": {"hosts": hosts}}), encoding="utf-8")
     strategies = Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"
