@@ -116,12 +116,16 @@ EOF
   # container makes its own host keys the first time it is reached.
   rm -f "$root"/etc/ssh/ssh_host_*_key "$root"/etc/ssh/ssh_host_*_key.pub \
     "$root/etc/systemd/system/multi-user.target.wants/ssh.service"
+  # The controller's public key is mounted at /etc/flaskops-testbed/ as its
+  # owner on the controller made it: this sshd alone reads it there, and
+  # root's own ~/.ssh stays the host's.
   cat >"$root/usr/local/sbin/flaskops-testbed-sshd" <<'SCRIPT'
 #!/bin/sh
 # One SSH connection on stdin and stdout (scripts/testbed.sh).
 mkdir -p /run/sshd
-ssh-keygen -A >/dev/null 2>&1
-exec /usr/sbin/sshd -i
+# Two first connections at once must not write one key twice.
+flock /run/flaskops-testbed-keygen.lock ssh-keygen -A >/dev/null 2>&1
+exec /usr/sbin/sshd -i -o AuthorizedKeysFile=/etc/flaskops-testbed/authorized_keys -o StrictModes=no
 SCRIPT
   chmod 0755 "$root/usr/local/sbin/flaskops-testbed-sshd"
   # A fresh cloud image has no package lists and no cached .deb files.
@@ -166,13 +170,16 @@ cmd_image() {
 }
 
 # The key pair the controller logs in to the hosts as root with; the
-# scenarios mount its public half as root's authorized_keys.
+# scenarios (.config/molecule/config.yml) mount its public half into each
+# host and name its path under the checkout's .cache, whatever
+# FLASKOPS_CACHE_DIR says.
 cmd_ssh_key() {
-  local dir="$CACHE_DIR/testbed-ssh"
+  local dir="$REPO_ROOT/.cache/testbed-ssh"
   command -v ssh-keygen >/dev/null 2>&1 || apt_install openssh-client
   mkdir -p "$dir"
-  if [ ! -s "$dir/id_ed25519" ] || [ ! -s "$dir/id_ed25519.pub" ]; then
-    rm -f "$dir/id_ed25519" "$dir/id_ed25519.pub"
+  if [ ! -f "$dir/id_ed25519" ] || [ ! -s "$dir/id_ed25519" ] || [ ! -f "$dir/id_ed25519.pub" ]; then
+    # (Docker makes a directory where a mount's source is missing.)
+    rm -rf "$dir/id_ed25519" "$dir/id_ed25519.pub"
     ssh-keygen -q -t ed25519 -N '' -C flaskops-testbed -f "$dir/id_ed25519" >/dev/null
   fi
   chmod 0644 "$dir/id_ed25519.pub"
