@@ -201,12 +201,13 @@ def wait_for(predicate, timeout: float = 30, step: float | None = None) -> bool:
     waits that time something, or predicates that compare one poll with
     the last). Without it, polls start 0.5 s apart and the gap grows by
     half each time up to 2 s, the last one cut to end at the deadline,
-    where it polls once more: most predicates start a process in a
-    container (a `docker exec` and a Python), so a long wait (an alert, a
+    where it polls once more: most predicates start a process on a host
+    (a command over SSH, often a Python), so a long wait (an alert, a
     timer) polled twice a second takes CPU the scenario run beside it could
     use, while a condition met in its first seconds is seen about as soon.
     """
     import http.client
+    import ssl
     import subprocess
     import time
 
@@ -214,10 +215,17 @@ def wait_for(predicate, timeout: float = 30, step: float | None = None) -> bool:
         try:
             return bool(predicate())
         # A failed check_output or assert; a request refused, reset or timed
-        # out, or an HTTP reply cut short, while a service restarts; a failed
-        # `docker` command; ssh itself failing (testinfra's SSH backend
-        # raises RuntimeError when ssh exits 255), while a host restarts.
-        except (AssertionError, OSError, http.client.HTTPException, subprocess.SubprocessError, RuntimeError):
+        # out, a TLS handshake or an HTTP reply cut short, while a service
+        # restarts; a failed `docker` command.
+        except (AssertionError, ConnectionError, TimeoutError, ssl.SSLError, http.client.HTTPException,
+                subprocess.SubprocessError):
+            return False
+        # ssh itself failing while a host restarts: testinfra's SSH backend
+        # raises a plain RuntimeError when ssh exits 255 (its subclasses,
+        # such as NotImplementedError, are mistakes).
+        except RuntimeError as error:
+            if type(error) is not RuntimeError:
+                raise
             return False
 
     deadline = time.monotonic() + timeout

@@ -4,6 +4,7 @@ on a clock of its own, when it polls and what it answers."""
 from __future__ import annotations
 
 import http.client
+import ssl
 import subprocess
 import sys
 import time
@@ -95,7 +96,9 @@ def test_a_failing_command_counts_as_not_yet(clock):
 
 @pytest.mark.parametrize("error", [
     ConnectionRefusedError(111, "refused"),
+    ConnectionResetError(104, "reset"),
     TimeoutError("timed out"),
+    ssl.SSLEOFError(8, "EOF occurred in violation of protocol"),
     http.client.RemoteDisconnected("closed"),
     subprocess.CalledProcessError(1, ["docker", "inspect", "gone"]),
     RuntimeError("ssh exited 255"),
@@ -114,12 +117,19 @@ def test_what_a_restart_makes_a_poll_meet_counts_as_not_yet(clock, error):
     assert len(asked) == 3
 
 
-def test_a_mistake_of_the_predicate_is_raised_at_once(clock):
+@pytest.mark.parametrize("error", [
+    KeyError("missing"),
+    FileNotFoundError(2, "No such file or directory"),
+    NotImplementedError("not written yet"),
+], ids=lambda e: type(e).__name__)
+def test_a_mistake_of_the_predicate_is_raised_at_once(clock, error):
+    # A key it misspells, a local file it names wrongly, a subclass of
+    # RuntimeError that is not ssh's.
     asked = []
 
     def predicate():
         asked.append(clock[0])
-        return {}["missing"]
-    with pytest.raises(KeyError):
+        raise error
+    with pytest.raises(type(error)):
         wait_for(predicate, timeout=30)
     assert len(asked) == 1

@@ -117,8 +117,10 @@ def test_the_cache_gives_the_code_of_the_source_in_the_zip(release):
 @pytest.mark.parametrize("release", RELEASES)
 def test_ansible_modules_run_from_the_cache_the_run_before_filled(release):
     """The payloads of this checkout's ansible-core go through the hook: a
-    module run over the Docker connection (pipelined, as in the scenarios)
-    fills the cache, and the same module run again adds nothing to it."""
+    module run over the Docker connection (pipelined, as the scenarios'
+    runs are over SSH; how a payload reaches the host's Python does not
+    change what it imports) fills the cache, and the same module run again
+    adds nothing to it."""
     name = f"flaskops-testbed-zipcache-{release}-{os.getpid()}"
     subprocess.run(["docker", "run", "-d", "--rm", "--name", name, "--network", "none", *mounts(),
                     f"flaskops/debian:{release}", "sleep", "300"], check=True, capture_output=True, timeout=60)

@@ -319,9 +319,9 @@ def _load(name: str, port: int, path: str, interval: float = 0.0) -> subprocess.
 
 # How long the request held across the switch takes: longer than the time
 # from the new container's health to nginx's reload and, were nothing to
-# wait for it, to the old container's stop, which is some twenty tasks with
-# four `docker run`s of `nginx -t` and takes many times longer on a machine
-# that runs two scenarios at once; within what nginx's drain waits for
+# wait for it, to the old container's stop (the tasks between them run
+# `nginx -t` in containers of the nginx image, and take far longer on a
+# machine that runs two scenarios at once); within what nginx's drain waits for
 # (nginx_container_drain_timeout, 60 s) and what the old uWSGI gives its
 # requests when it stops (uwsgi_worker_reload_mercy, 60 s).
 HELD_SECONDS = 45

@@ -103,13 +103,15 @@ def test_everything_comes_back_after_the_host_restarts(host):
     create_note(host, body)
     container = host.backend.get_hostname()
     subprocess.run(["docker", "restart", container], check=True, capture_output=True, timeout=120)
-    state = ""
-    for attempt in range(90):
-        state = host.run("systemctl is-system-running").stdout.strip()
-        if state in ("running", "degraded"):
-            break
-        time.sleep(1)
-    assert state == "running", host.run("systemctl --failed --no-pager").stdout
+    # (Polled with wait_for: until the host's first new connection is up,
+    # ssh itself may fail.)
+    state = {}
+
+    def booted() -> bool:
+        state["now"] = host.run("systemctl is-system-running").stdout.strip()
+        return state["now"] in ("running", "degraded")
+    assert wait_for(booted, timeout=90, step=1), f"the host did not finish booting: {state}"
+    assert state["now"] == "running", host.run("systemctl --failed --no-pager").stdout
     assert wait_for(lambda: stack_answers(host), timeout=60)
     for name in services(host):
         assert host.service(name).is_enabled and host.service(name).is_running, name
