@@ -221,11 +221,11 @@ def wait_for(predicate, timeout: float = 30, step: float | None = None) -> bool:
                 subprocess.SubprocessError):
             return False
         # ssh itself failing while a host restarts: testinfra's SSH backend
-        # raises a plain RuntimeError when ssh exits 255 (its subclasses,
-        # such as NotImplementedError, are mistakes).
-        except RuntimeError as error:
-            if type(error) is not RuntimeError:
-                raise
+        # raises a RuntimeError when ssh exits 255. Its subclasses
+        # NotImplementedError and RecursionError are mistakes.
+        except (NotImplementedError, RecursionError):
+            raise
+        except RuntimeError:
             return False
 
     deadline = time.monotonic() + timeout
