@@ -33,10 +33,11 @@ def clock(monkeypatch):
 
 
 def polls(clock, true_from: float = float("inf"), fails: bool = False,
-          takes: float = 0.0) -> tuple[list[float], object]:
+          takes: float = 0.0, error: BaseException | None = None) -> tuple[list[float], object]:
     """A predicate that records when (seconds from the start) it is asked,
     and is true from true_from on; with fails, it raises as a failed
-    command does (AssertionError) until then; each poll takes `takes` s."""
+    command does (AssertionError), or error, until then; each poll takes
+    `takes` s."""
     start, asked = clock[0], []
 
     def predicate():
@@ -45,7 +46,7 @@ def polls(clock, true_from: float = float("inf"), fails: bool = False,
         if asked[-1] >= true_from:
             return True
         if fails:
-            raise AssertionError("not yet")
+            raise error or AssertionError("not yet")
         return False
     return asked, predicate
 
@@ -106,15 +107,10 @@ def test_a_failing_command_counts_as_not_yet(clock):
 def test_what_a_restart_makes_a_poll_meet_counts_as_not_yet(clock, error):
     # A service or host restarting: the request refused, timed out or cut
     # short, a `docker` command failing, ssh itself failing (testinfra).
-    asked = []
-
-    def predicate():
-        asked.append(clock[0])
-        if len(asked) < 3:
-            raise error
-        return True
+    # Polls at 0 and 0.5 s meet it; the one at 1.25 s is answered.
+    asked, predicate = polls(clock, true_from=1.0, fails=True, error=error)
     assert wait_for(predicate, timeout=30) is True
-    assert len(asked) == 3
+    assert asked == [0.0, 0.5, 1.25]
 
 
 @pytest.mark.parametrize("error", [
@@ -125,11 +121,7 @@ def test_what_a_restart_makes_a_poll_meet_counts_as_not_yet(clock, error):
 def test_a_mistake_of_the_predicate_is_raised_at_once(clock, error):
     # A key it misspells, a local file it names wrongly, a subclass of
     # RuntimeError that is not ssh's.
-    asked = []
-
-    def predicate():
-        asked.append(clock[0])
-        raise error
+    asked, predicate = polls(clock, fails=True, error=error)
     with pytest.raises(type(error)):
         wait_for(predicate, timeout=30)
-    assert len(asked) == 1
+    assert asked == [0.0]
