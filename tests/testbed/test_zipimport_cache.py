@@ -141,3 +141,25 @@ def test_ansible_modules_run_from_the_cache_the_run_before_filled(release):
         assert stat_run() == first
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60, check=False)
+
+
+def test_modules_on_the_controller_run_from_the_cache_through_controller_python(tmp_path):
+    """The containers scenario's host is the controller itself (a local
+    connection) and its modules' interpreter is controller-python: the venv's
+    Python with the hook loaded first. A module run fills the cache (here a
+    directory of this test's), and the same run again adds nothing."""
+    cache = tmp_path / "cache"
+
+    def stat_run() -> list[str]:
+        proc = subprocess.run(
+            [str(Path(sys.executable).with_name("ansible")), "all", "-i", "localhost,", "-c", "local",
+             "-e", f"ansible_python_interpreter={HOOK / 'controller-python'}", "-m", "ansible.builtin.stat",
+             "-a", "path=/"],
+            capture_output=True, text=True, timeout=120, check=False, cwd=REPO,
+            env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), FLASKOPS_TESTBED_ZIPCACHE_DIR=str(cache)))
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        return sorted(entry.name for entry in cache.iterdir()) if cache.is_dir() else []
+    first = stat_run()
+    # What ansible.module_utils.basic imports alone is more than that.
+    assert len(first) >= 20, first
+    assert stat_run() == first

@@ -3,8 +3,10 @@
 Stock Ansible sends each module to the host as a zip (AnsiballZ) that Python
 imports with zipimport, which cannot write bytecode: every module run
 compiles Ansible's module library (ansible.module_utils) from source again.
-This hook, loaded by flaskops-testbed-zipcache.pth on Molecule's hosts only,
-keeps each compiled file in CACHE_DIR under the hash of its path inside the
+This hook, loaded by flaskops-testbed-zipcache.pth on Molecule's hosts, and
+by controller-python for the modules the containers scenario runs on the
+controller itself, keeps each compiled file in CACHE_DIR
+(FLASKOPS_TESTBED_ZIPCACHE_DIR when set) under the hash of its path inside the
 zip, its source and the interpreter's bytecode tag, and loads it from there
 the next time. The code is what compile() gave for that very source, with
 the file name of this run's zip put back, so a module behaves as without the
@@ -23,7 +25,7 @@ import os
 import sys
 import zipimport
 
-CACHE_DIR = "/var/cache/flaskops-testbed-zipimport"
+CACHE_DIR = os.environ.get("FLASKOPS_TESTBED_ZIPCACHE_DIR") or "/var/cache/flaskops-testbed-zipimport"
 # AnsiballZ names its zip ansible_<module>_payload.zip.
 PAYLOAD = "_payload.zip" + os.sep
 _compile_source = zipimport._compile_source  # pylint: disable=protected-access
