@@ -320,14 +320,19 @@ def pitr_rows(host) -> str:
 def test_wal_goes_into_the_repository_as_the_server_writes_it(host):
     """archive_command hands each WAL segment to pgBackRest: a segment the
     server switches away from is in the repository within seconds."""
-    archived, failed = map(int, as_postgres(host, "SELECT archived_count, failed_count FROM pg_stat_archiver").split("|"))
+    def counts() -> tuple[int, int]:
+        return tuple(map(int, as_postgres(host, "SELECT archived_count, failed_count FROM pg_stat_archiver").split("|")))
+
+    archived, failed = counts()
     segment = as_postgres(host, "SELECT pg_walfile_name(pg_current_wal_lsn())")
     as_postgres(host, "CREATE TABLE IF NOT EXISTS wal_probe (n int); INSERT INTO wal_probe VALUES (1); SELECT pg_switch_wal()",
                 db="reports")
     in_repo = f"ls /var/lib/pgbackrest/archive/main/*/{segment[:16]}/{segment}-* >/dev/null 2>&1"
     assert wait_for(lambda: host.run(in_repo).rc == 0, timeout=30), f"{segment} did not reach the repository"
-    now = tuple(map(int, as_postgres(host, "SELECT archived_count, failed_count FROM pg_stat_archiver").split("|")))
-    assert now[0] > archived and now[1] == failed, f"archived, failed: {archived}, {failed} before, {now} after"
+    # The segment is in the repository while archive_command still runs;
+    # the server counts it once the command has returned success.
+    assert wait_for(lambda: counts()[0] > archived, timeout=30), f"archived, failed: {archived}, {failed} before, {counts()} after"
+    assert counts()[1] == failed, f"archived, failed: {archived}, {failed} before, {counts()} after"
 
 
 def test_scheduled_backups_and_the_first_full_one(host):
