@@ -2,7 +2,8 @@
 (molecule/shared/zipimport-cache), on the Python of each Debian release the
 scenarios run: mounted as on Molecule's hosts into a container of the test
 bed's image, the hook must give each import the code of the source in the
-zip it comes from, under that zip's file name.
+zip it comes from, under that zip's file name. On the controller,
+controller-python (the containers scenario's module interpreter) loads it.
 """
 
 from __future__ import annotations
