@@ -85,6 +85,17 @@ print(json.dumps(seen))
 '''
 
 
+def stat_module_run(host: str, *options: str, **env: str) -> None:
+    """One ansible.builtin.stat module run on host with this checkout's
+    ansible-core and ansible.cfg (options and env for the connection)."""
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible")), "all", "-i", f"{host},", *options,
+         "-m", "ansible.builtin.stat", "-a", "path=/"],
+        capture_output=True, text=True, timeout=120, check=False, cwd=REPO,
+        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), **env))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
 def mounts() -> list[str]:
     """docker run's arguments that mount the hook as on Molecule's hosts."""
     target = "/usr/lib/python3/dist-packages/"
@@ -127,12 +138,7 @@ def test_ansible_modules_run_from_the_cache_the_run_before_filled(release):
                     f"flaskops/debian:{release}", "sleep", "300"], check=True, capture_output=True, timeout=60)
     try:
         def stat_run() -> list[str]:
-            proc = subprocess.run(
-                [str(Path(sys.executable).with_name("ansible")), "all", "-i", f"{name},",
-                 "-c", "community.docker.docker", "-m", "ansible.builtin.stat", "-a", "path=/"],
-                capture_output=True, text=True, timeout=120, check=False, cwd=REPO,
-                env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_PIPELINING="true"))
-            assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+            stat_module_run(name, "-c", "community.docker.docker", ANSIBLE_PIPELINING="true")
             listing = subprocess.run(["docker", "exec", name, "sh", "-c", f"ls -A {CACHE} 2>/dev/null || true"],
                                      capture_output=True, text=True, timeout=30, check=True)
             return listing.stdout.split()
@@ -152,13 +158,8 @@ def test_modules_on_the_controller_run_from_the_cache_through_controller_python(
     cache = tmp_path / "cache"
 
     def stat_run() -> list[str]:
-        proc = subprocess.run(
-            [str(Path(sys.executable).with_name("ansible")), "all", "-i", "localhost,", "-c", "local",
-             "-e", f"ansible_python_interpreter={HOOK / 'controller-python'}", "-m", "ansible.builtin.stat",
-             "-a", "path=/"],
-            capture_output=True, text=True, timeout=120, check=False, cwd=REPO,
-            env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), FLASKOPS_TESTBED_ZIPCACHE_DIR=str(cache)))
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        stat_module_run("localhost", "-c", "local", "-e", f"ansible_python_interpreter={HOOK / 'controller-python'}",
+                        FLASKOPS_TESTBED_ZIPCACHE_DIR=str(cache))
         return sorted(entry.name for entry in cache.iterdir()) if cache.is_dir() else []
     first = stat_run()
     # What ansible.module_utils.basic imports alone is more than that.
